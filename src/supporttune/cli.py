@@ -1,0 +1,100 @@
+"""The `supporttune` command: a thin layer that builds a typed config and calls one stage function.
+
+Help texts come from the config fields, so `--help` and the code cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from pydantic import ValidationError
+
+from .config import PrepareConfig
+from .errors import RunFailed, UserError
+
+app = typer.Typer(
+    name="supporttune",
+    help="Fine-tune small open LLMs into customer-support reply agents, and prove which variant to ship.\n\n"
+         "Typical flow: prepare -> train -> evaluate -> report, or all of it with `supporttune run`.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
+    if version:
+        from . import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+def h(config: type, field: str) -> str:
+    """Help text of a config field (its description plus default)."""
+    info = config.model_fields[field]
+    default = info.default
+    return f"{info.description} [default: {default}]" if default not in (None, False) else str(info.description)
+
+
+def build(config: type, **values):
+    """Construct a config from CLI values (None = not given), turning validation errors into one line."""
+    given = {k: v for k, v in values.items() if v is not None}
+    try:
+        return config(**given)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"]) or "config"
+        raise UserError(f"invalid {loc}: {first['msg']}") from None
+
+
+@app.command()
+def prepare(
+    input: str = typer.Option("builtin", "--input", "-i", help=h(PrepareConfig, "input")),
+    format: str = typer.Option("auto", "--format", "-f", help=h(PrepareConfig, "format")),
+    out: Path = typer.Option(..., "--out", "-o", help=h(PrepareConfig, "out")),
+    max_pairs: Optional[int] = typer.Option(None, help=h(PrepareConfig, "max_pairs")),
+    val_frac: float = typer.Option(0.1, help=h(PrepareConfig, "val_frac")),
+    test_frac: float = typer.Option(0.1, help=h(PrepareConfig, "test_frac")),
+    seed: int = typer.Option(42, help=h(PrepareConfig, "seed")),
+    sentiment: str = typer.Option("vader", help=h(PrepareConfig, "sentiment")),
+    input_col: str = typer.Option("input", help=h(PrepareConfig, "input_col")),
+    output_col: str = typer.Option("output", help=h(PrepareConfig, "output_col")),
+    brand_col: str = typer.Option("brand", help=h(PrepareConfig, "brand_col")),
+    force: bool = typer.Option(False, "--force", help=h(PrepareConfig, "force")),
+):
+    """Clean, redact, tag and split support logs into train/val/test JSONL files."""
+    from .data.prepare import prepare as run_prepare
+
+    cfg = build(PrepareConfig, input=input, format=format, out=out, max_pairs=max_pairs, val_frac=val_frac,
+                test_frac=test_frac, seed=seed, sentiment=sentiment, input_col=input_col, output_col=output_col,
+                brand_col=brand_col, force=force)
+    report = run_prepare(cfg)
+    s = report["splits"]
+    typer.echo(f"kept {report['pairs_kept']} pairs ({report['dropped_total']} dropped) -> "
+               f"train {s['train']['pairs']}, val {s['val']['pairs']}, test {s['test']['pairs']} "
+               f"in {report['seconds']}s")
+    typer.echo(f"wrote {cfg.out}/{{train,val,test}}.jsonl and {cfg.out}/prepare_report.json")
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and a non-zero exit."""
+    try:
+        app()
+    except (UserError, RunFailed) as e:
+        if os.environ.get("SUPPORTTUNE_DEBUG"):
+            raise
+        print(f"supporttune: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        print("supporttune: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

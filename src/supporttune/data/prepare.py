@@ -1,0 +1,133 @@
+"""The prepare stage: read -> clean -> filter -> dedupe -> tag -> split -> write.
+
+``prepare(cfg)`` is the whole stage as one typed function; the CLI only builds the config.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from pathlib import Path
+
+from ..config import PrepareConfig
+from ..errors import UserError
+from ..io import prepare_out_dir, sha256_file, write_json, write_jsonl
+from ..progress import track
+from ..tagging import tag
+from .builtin import generate
+from .clean import Limits, clean_text, filter_reason
+from .records import ReadResult
+from .split import split_by_thread
+from .tabular import read_tabular
+from .twcs import TWCS_COLUMNS, read_twcs
+
+SPLITS = ("train", "val", "test")
+
+
+def detect_format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        return "jsonl"
+    if suffix == ".json":
+        return "json"
+    if suffix in {".csv", ".tsv", ".txt"}:
+        with path.open(encoding="utf-8", errors="replace") as f:
+            header = f.readline()
+        cols = [c.strip().strip('"') for c in header.split(",")]
+        return "twcs" if {"tweet_id", "inbound", "in_response_to_tweet_id"} <= set(cols) else "csv"
+    raise UserError(f"{path}: cannot tell the format from the extension '{suffix}' (pass --format twcs|jsonl|csv|json)")
+
+
+def read_source(cfg: PrepareConfig) -> tuple[ReadResult, str]:
+    if cfg.input == "builtin":
+        return generate(cfg.builtin_threads, seed=cfg.seed), "builtin"
+    path = Path(cfg.input)
+    if not path.exists():
+        raise UserError(f"{path}: file not found")
+    fmt = detect_format(path) if cfg.format == "auto" else cfg.format
+    if fmt == "twcs":
+        return read_twcs(path), fmt
+    return read_tabular(path, fmt, cfg.input_col, cfg.output_col, cfg.brand_col), fmt
+
+
+def clean_and_tag(raw: ReadResult, cfg: PrepareConfig) -> tuple[list[dict], Counter]:
+    limits = Limits(cfg.min_chars, cfg.max_input_chars, cfg.max_output_chars)
+    dropped: Counter = Counter(raw.dropped)
+    seen: set[tuple[str, str, str]] = set()
+    examples = []
+    for pair in track(raw.pairs, "cleaning + tagging"):
+        inp = clean_text(pair.input)
+        out = clean_text(pair.output, is_reply=True)
+        reason = filter_reason(inp, out, limits)
+        if reason is None and (inp.lower(), out.lower(), pair.brand) in seen:
+            reason = "duplicate"
+        if reason:
+            dropped[reason] += 1
+            continue
+        seen.add((inp.lower(), out.lower(), pair.brand))
+        tags = tag(inp, cfg.sentiment)
+        examples.append({
+            "id": pair.id, "thread_id": pair.thread_id, "input": inp, "output": out, "brand": pair.brand,
+            "sentiment": tags.sentiment, "priority": tags.priority, "category": tags.category,
+            "sentiment_score": tags.score,
+        })
+    return examples, dropped
+
+
+def cap_pairs(examples: list[dict], max_pairs: int | None, seed: int) -> tuple[list[dict], int]:
+    """Keep at most ``max_pairs`` examples, taking whole threads in a seeded order."""
+    if max_pairs is None or len(examples) <= max_pairs:
+        return examples, 0
+    threads: dict[str, list[dict]] = {}
+    for ex in examples:
+        threads.setdefault(ex["thread_id"], []).append(ex)
+    ids = sorted(threads)
+    random.Random(seed + 1).shuffle(ids)
+    kept: list[dict] = []
+    for tid in ids:
+        if len(kept) >= max_pairs:
+            break
+        kept.extend(threads[tid])
+    kept = kept[:max_pairs] if len(threads) == 1 else kept
+    return kept, len(examples) - len(kept)
+
+
+def prepare(cfg: PrepareConfig) -> dict:
+    """Run the data stage; returns the report that is also written to ``prepare_report.json``."""
+    t0 = time.perf_counter()
+    out = Path(cfg.out)
+    if out.is_dir() and any(out.iterdir()) and not cfg.force:
+        raise UserError(f"{out}: output directory exists and is not empty (use --force to overwrite)")
+    raw, fmt = read_source(cfg)
+    source = cfg.input if cfg.input == "builtin" else str(Path(cfg.input).resolve())
+    if not raw.pairs:
+        raise UserError(f"{cfg.input}: no customer->agent pairs found ({raw.rows_read} rows read, format {fmt})")
+    examples, dropped = clean_and_tag(raw, cfg)
+    examples, over_cap = cap_pairs(examples, cfg.max_pairs, cfg.seed)
+    if over_cap:
+        dropped["over_max_pairs"] += over_cap
+    if not examples:
+        detail = ", ".join(f"{k}={v}" for k, v in dropped.most_common())
+        raise UserError(f"{cfg.input}: no pairs left after cleaning ({detail})")
+    splits = split_by_thread(examples, cfg.val_frac, cfg.test_frac, cfg.seed)
+    prepare_out_dir(out, cfg.force)
+    for name in SPLITS:
+        write_jsonl(out / f"{name}.jsonl", splits[name])
+    report = {
+        "source": source,
+        "source_sha256": None if cfg.input == "builtin" else sha256_file(Path(cfg.input)),
+        "format": fmt,
+        "rows_read": raw.rows_read,
+        "pairs_found": len(raw.pairs) + sum(v for k, v in raw.dropped.items()),
+        "pairs_kept": len(examples),
+        "dropped": dict(sorted(dropped.items(), key=lambda kv: -kv[1])),
+        "dropped_total": sum(dropped.values()),
+        "splits": {n: {"pairs": len(splits[n]), "threads": len({e["thread_id"] for e in splits[n]})} for n in SPLITS},
+        "tags": {key: dict(Counter(e[key] for e in examples)) for key in ("sentiment", "priority", "category")},
+        "brands": dict(Counter(e["brand"] for e in examples).most_common(20)),
+        "config": cfg.resolved(),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    write_json(out / "prepare_report.json", report)
+    return report

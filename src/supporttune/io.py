@@ -1,0 +1,93 @@
+"""Small file helpers shared by every stage: JSON/JSONL, output-directory guards, hashing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from .errors import UserError
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically (temp file + rename), so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+
+
+def write_jsonl(path: Path, rows: Iterable[dict]) -> int:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    n = 0
+    with tmp.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+    os.replace(tmp, path)
+    return n
+
+
+def append_jsonl(path: Path, row: dict) -> None:
+    with Path(path).open("a", encoding="utf-8") as f:
+        f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def iter_jsonl(path: Path) -> Iterator[dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return list(iter_jsonl(path))
+
+
+def prepare_out_dir(path: Path, force: bool, *, what: str = "output directory") -> Path:
+    """Create ``path``; refuse to touch an existing non-empty one unless ``force``."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()):
+        if not force:
+            raise UserError(f"{path}: {what} exists and is not empty (use --force to overwrite)")
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_json(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
