@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 from pydantic import ValidationError
 
-from .config import PrepareConfig
+from .config import PrepareConfig, TrainConfig
 from .errors import RunFailed, UserError
 
 app = typer.Typer(
@@ -80,6 +80,72 @@ def prepare(
                f"train {s['train']['pairs']}, val {s['val']['pairs']}, test {s['test']['pairs']} "
                f"in {report['seconds']}s")
     typer.echo(f"wrote {cfg.out}/{{train,val,test}}.jsonl and {cfg.out}/prepare_report.json")
+
+
+def load_yaml(path: Optional[Path]) -> dict:
+    if path is None:
+        return {}
+    import yaml
+
+    if not path.is_file():
+        raise UserError(f"{path}: config file not found")
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(doc, dict):
+        raise UserError(f"{path}: expected a mapping of config fields")
+    return doc
+
+
+@app.command()
+def train(
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help=h(TrainConfig, "data")),
+    method: Optional[str] = typer.Option(None, "--method", "-m", help=h(TrainConfig, "method")),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help=h(TrainConfig, "out")),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of train fields; flags override it."),
+    model: Optional[str] = typer.Option(None, help=h(TrainConfig, "model")),
+    name: Optional[str] = typer.Option(None, help=h(TrainConfig, "name")),
+    r: Optional[int] = typer.Option(None, help=h(TrainConfig, "r")),
+    alpha: Optional[int] = typer.Option(None, help=h(TrainConfig, "alpha")),
+    dropout: Optional[float] = typer.Option(None, help=h(TrainConfig, "dropout")),
+    targets: Optional[str] = typer.Option(None, help=h(TrainConfig, "targets")),
+    virtual_tokens: Optional[int] = typer.Option(None, help=h(TrainConfig, "virtual_tokens")),
+    prompt_init: Optional[str] = typer.Option(None, help=h(TrainConfig, "prompt_init")),
+    init_text: Optional[str] = typer.Option(None, help=h(TrainConfig, "init_text")),
+    epochs: Optional[float] = typer.Option(None, help=h(TrainConfig, "epochs")),
+    max_steps: Optional[int] = typer.Option(None, help=h(TrainConfig, "max_steps")),
+    lr: Optional[float] = typer.Option(None, help=h(TrainConfig, "lr")),
+    batch_size: Optional[int] = typer.Option(None, help=h(TrainConfig, "batch_size")),
+    grad_accum: Optional[int] = typer.Option(None, help=h(TrainConfig, "grad_accum")),
+    max_length: Optional[int] = typer.Option(None, help=h(TrainConfig, "max_length")),
+    prompt_format: Optional[str] = typer.Option(None, help=h(TrainConfig, "prompt_format")),
+    tags: Optional[bool] = typer.Option(None, "--tags/--no-tags", help=h(TrainConfig, "tags")),
+    precision: Optional[str] = typer.Option(None, help=h(TrainConfig, "precision")),
+    gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing",
+                                                          help=h(TrainConfig, "gradient_checkpointing")),
+    max_train_samples: Optional[int] = typer.Option(None, help=h(TrainConfig, "max_train_samples")),
+    seed: Optional[int] = typer.Option(None, help=h(TrainConfig, "seed")),
+    device: Optional[str] = typer.Option(None, help=h(TrainConfig, "device")),
+    resume: bool = typer.Option(False, "--resume", help=h(TrainConfig, "resume")),
+    force: bool = typer.Option(False, "--force", help=h(TrainConfig, "force")),
+):
+    """Train one PEFT adapter (qlora, lora, dora, ia3, prompt-tuning, prefix-tuning) on a base model."""
+    from .train import train as run_train
+
+    flags = dict(data=data, method=method, out=out, model=model, name=name, r=r, alpha=alpha, dropout=dropout,
+                 targets=targets, virtual_tokens=virtual_tokens, prompt_init=prompt_init, init_text=init_text,
+                 epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
+                 max_length=max_length, prompt_format=prompt_format, tags=tags, precision=precision,
+                 gradient_checkpointing=gradient_checkpointing, max_train_samples=max_train_samples, seed=seed,
+                 device=device, resume=resume or None, force=force or None)
+    cfg = build(TrainConfig, **{**load_yaml(config), **{k: v for k, v in flags.items() if v is not None}})
+    summary = run_train(cfg)
+    typer.echo(f"{cfg.variant}: {summary['steps']} steps in {summary['wall_time_s']}s, "
+               f"train loss {summary['first_train_loss']} -> {summary['final_train_loss']}, "
+               f"val loss {summary['final_val_loss']}, {summary['tokens_per_s']} tokens/s, "
+               f"trainable {summary['trainable_params']:,} ({summary['trainable_pct']}%)")
+    typer.echo(f"wrote adapter, config.yaml, loss.jsonl and train_summary.json to {cfg.out}")
 
 
 def main() -> None:

@@ -49,3 +49,76 @@ class PrepareConfig(StageConfig):
         if self.val_frac + self.test_frac > 1 + 1e-9:
             raise ValueError(f"val_frac + test_frac must be <= 1 (got {self.val_frac} + {self.test_frac})")
         return self
+
+
+def _split_csv(value):
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+class TrainConfig(StageConfig):
+    """One training run: a base model, a PEFT method and its hyper-parameters."""
+
+    name: str | None = Field(None, description="Variant name (defaults to the method).")
+    data: Path = Field(Path("data"), description="Prepared data directory (train.jsonl, val.jsonl).")
+    model: str = Field("smollm2-135m", description="Preset (smollm2-135m, tinyllama-1.1b, mistral-7b-instruct), hub id or local path.")
+    method: str = Field("lora", description="PEFT method: qlora, lora, dora, ia3, prompt-tuning, prefix-tuning.")
+    r: int = Field(8, gt=0, description="LoRA rank (higher = more capacity and memory).")
+    alpha: int = Field(16, gt=0, description="LoRA alpha; the update is scaled by alpha/r.")
+    dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout.")
+    targets: list[str] = Field(["q_proj", "v_proj"], description="Modules that get adapters (comma-separated).")
+    virtual_tokens: int = Field(20, gt=0, le=512, description="Virtual tokens for prompt/prefix tuning.")
+    prompt_init: Literal["text", "random"] = Field("text", description="Prompt-tuning init: from --init-text or random.")
+    init_text: str = Field("You are a helpful customer support assistant.", description="Text the virtual tokens start from.")
+    epochs: float = Field(3, gt=0, description="Training epochs (ignored when max_steps is set).")
+    max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps.")
+    lr: float = Field(2e-4, gt=0, lt=1, description="Peak learning rate (linear decay).")
+    warmup: float = Field(0.03, ge=0, lt=1, description="Warm-up share of the steps.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    batch_size: int = Field(4, gt=0, description="Sequences per device per micro-batch.")
+    grad_accum: int = Field(4, gt=0, description="Micro-batches per optimizer step.")
+    max_length: int = Field(512, ge=16, description="Longest prompt+reply in tokens; longer pairs are skipped.")
+    pad_to_max_length: bool = Field(False, description="Pad every sequence to max_length (the seed recipe; slow).")
+    group_by_length: bool = Field(True, description="Batch similar lengths together (less padding).")
+    prompt_format: Literal["chat", "plain"] = Field("chat", description="chat = model chat template; plain = the seed's format.")
+    tags: bool = Field(True, description="Put the tagger's priority/sentiment/category into the prompt.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto = bf16 on GPUs that have it, fp32 on CPU.")
+    gradient_checkpointing: bool = Field(False, description="Trade compute for memory (only when memory needs it).")
+    max_train_samples: int | None = Field(None, gt=0, description="Use at most this many training pairs.")
+    max_val_samples: int | None = Field(200, gt=0, description="Use at most this many validation pairs.")
+    logging_steps: int = Field(5, gt=0, description="Log the training loss every N steps.")
+    save_steps: int = Field(50, gt=0, description="Checkpoint every N steps (for --resume).")
+    seed: int = Field(42, description="Seed of initialisation, dropout and data order.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train.")
+    out: Path = Field(Path("runs/run"), description="Run directory.")
+    resume: bool = Field(False, description="Continue from the last checkpoint in the run directory.")
+    force: bool = Field(False, description="Overwrite an existing run directory.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _coerce(cls, values):
+        if isinstance(values, dict) and "targets" in values:
+            values = {**values, "targets": _split_csv(values["targets"])}
+        return values
+
+    @model_validator(mode="after")
+    def _check(self) -> "TrainConfig":
+        from .methods import REGISTRY
+
+        if self.method not in REGISTRY:
+            raise ValueError(f"unknown method '{self.method}' (choose from {', '.join(REGISTRY)})")
+        if REGISTRY[self.method].uses_targets and not self.targets:
+            raise ValueError(f"method '{self.method}' needs at least one target module")
+        return self
+
+    @property
+    def variant(self) -> str:
+        return self.name or self.method
+
+    def identity(self) -> dict:
+        """The fields that define the result (not where it goes or how it is resumed)."""
+        d = self.resolved()
+        for k in ("out", "resume", "force", "name", "device"):
+            d.pop(k, None)
+        return d

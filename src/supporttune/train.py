@@ -1,0 +1,265 @@
+"""The train stage: one PEFT run on one base model, resumable, NaN-guarded, memory-clean.
+
+Why the HF ``Trainer`` and not TRL's ``SFTTrainer``: our one prompt builder (prompts.py) must
+produce the exact token ids used later by evaluation and serving, and completion-only labels are
+built there. SFTTrainer would re-tokenize with its own template/masking logic (and pull in
+``datasets``); the plain Trainer takes our encoded examples as they are, and still gives us
+checkpointing, exact resume (optimizer, scheduler, RNG and data order), grad accumulation, mixed
+precision and accelerate underneath. PEFT prompt-learning models work with it unchanged (PEFT
+prepends the virtual tokens and pads the labels itself).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from . import methods
+from .batching import EncodedDataset, PadCollator, load_split
+from .config import TrainConfig
+from .errors import RunFailed, UserError
+from .io import append_jsonl, read_json, read_jsonl, write_json, write_jsonl
+from .memory import PeakTracker, free_memory
+from .models import local_dir, module_names, pick_device, pick_dtype, resolve
+from .prompts import PromptSpec
+from .provenance import provenance
+
+CHECKPOINTS = "checkpoints"
+
+
+class NonFiniteLoss(Exception):
+    pass
+
+
+def _trainer_classes():
+    """Build the Trainer subclass and callbacks lazily (transformers is a heavy import)."""
+    from transformers import Trainer, TrainerCallback
+
+    class SupportTrainer(Trainer):
+        real_tokens = 0
+
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            self.real_tokens += int(inputs["attention_mask"].sum())
+            loss = super().training_step(model, inputs, num_items_in_batch)
+            if not torch.isfinite(loss).all():
+                raise NonFiniteLoss(f"loss became {loss.item()} at step {self.state.global_step + 1}")
+            return loss
+
+    class RunLog(TrainerCallback):
+        """loss.jsonl as it goes, peak memory sampling, and checkpoint-then-stop on SIGINT/SIGTERM."""
+
+        def __init__(self, path: Path, peak: PeakTracker):
+            self.path, self.peak, self.interrupted = path, peak, False
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            logs = logs or {}
+            row = {"step": state.global_step, "epoch": round(state.epoch or 0, 4)}
+            if "loss" in logs:
+                row.update(train_loss=logs["loss"], lr=logs.get("learning_rate"))
+            if "eval_loss" in logs:
+                row["val_loss"] = logs["eval_loss"]
+            if len(row) > 2:
+                append_jsonl(self.path, row)
+
+        def on_step_end(self, args, state, control, **kw):
+            self.peak.sample()
+            if self.interrupted:
+                control.should_save = True
+                control.should_training_stop = True
+
+    return SupportTrainer, RunLog
+
+
+def _check_run_dir(cfg: TrainConfig) -> Path | None:
+    """Guard the run directory; returns the checkpoint to resume from, if any."""
+    out = Path(cfg.out)
+    if not out.exists() or not any(out.iterdir()):
+        return None
+    if cfg.force and not cfg.resume:
+        shutil.rmtree(out)
+        return None
+    if not cfg.resume:
+        raise UserError(f"{out}: run directory exists (use --resume to continue it or --force to start over)")
+    saved = out / "config.yaml"
+    if saved.is_file():
+        previous = yaml.safe_load(saved.read_text()).get("identity")
+        if previous and previous != cfg.identity():
+            raise UserError(f"{out}: was made with a different config; use --force to start over or another --out")
+    from transformers.trainer_utils import get_last_checkpoint
+
+    ckpt_dir = out / CHECKPOINTS
+    return Path(get_last_checkpoint(str(ckpt_dir))) if ckpt_dir.is_dir() and get_last_checkpoint(str(ckpt_dir)) else None
+
+
+def validate(cfg: TrainConfig):
+    """Everything checkable without loading weights: method, data files, target modules."""
+    method = methods.get(cfg.method)
+    ref = resolve(cfg.model)
+    train_rows = load_split(cfg.data, "train")
+    val_rows = load_split(cfg.data, "val", required=False)
+    if method.uses_targets:
+        names = module_names(ref)
+        missing = [t for t in cfg.targets if t not in names]
+        if missing:
+            linear = sorted(n for n in names if n.endswith("proj"))
+            raise UserError(f"target module(s) {', '.join(missing)} not in {cfg.model} (it has: {', '.join(linear)})")
+    return method, ref, train_rows, val_rows
+
+
+def _training_args(cfg: TrainConfig, device: str, dtype: torch.dtype, has_val: bool):
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=str(Path(cfg.out) / CHECKPOINTS),
+        per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=max(cfg.batch_size, 8),
+        gradient_accumulation_steps=cfg.grad_accum, num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps or -1, learning_rate=cfg.lr, warmup_steps=cfg.warmup,
+        weight_decay=cfg.weight_decay, lr_scheduler_type="linear",
+        logging_steps=cfg.logging_steps, logging_nan_inf_filter=False,
+        eval_strategy="epoch" if has_val else "no", save_strategy="steps", save_steps=cfg.save_steps,
+        save_total_limit=2, seed=cfg.seed, data_seed=cfg.seed,
+        bf16=dtype == torch.bfloat16 and device == "cuda", fp16=dtype == torch.float16 and device == "cuda",
+        use_cpu=device == "cpu", report_to="none", remove_unused_columns=False,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+        dataloader_num_workers=0, disable_tqdm=os.environ.get("SUPPORTTUNE_PROGRESS") == "0",
+        optim="adamw_torch",
+    )
+
+
+def train(cfg: TrainConfig, callbacks: list | None = None) -> dict:
+    """Train one variant; write the adapter, config.yaml, loss.jsonl and train_summary.json."""
+    method, ref, train_rows, val_rows = validate(cfg)
+    resume_from = _check_run_dir(cfg)
+    out = Path(cfg.out)
+    if cfg.resume and (out / "train_summary.json").is_file():
+        return read_json(out / "train_summary.json")
+    out.mkdir(parents=True, exist_ok=True)
+    device = pick_device(cfg.device)
+    if cfg.precision == "fp16" and device == "cpu":
+        dtype, precision_note = torch.float32, "fp16 asked for, but fp16 training needs a GPU: ran fp32 on CPU"
+    else:
+        dtype, precision_note = pick_dtype(cfg.precision, device), None
+    torch.manual_seed(cfg.seed)
+    from .models import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(ref)
+    spec = PromptSpec(cfg.prompt_format, cfg.tags)
+    rows = train_rows[: cfg.max_train_samples] if cfg.max_train_samples else train_rows
+    train_ds = EncodedDataset(rows, tokenizer, spec, cfg.max_length)
+    val_ds = EncodedDataset(val_rows[: cfg.max_val_samples] if cfg.max_val_samples else val_rows, tokenizer, spec, cfg.max_length)
+    if not len(train_ds):
+        raise UserError(f"{cfg.data}: no training pair fits max_length={cfg.max_length}")
+    peak = PeakTracker(device)
+    model = load_model(ref, dtype=dtype, device=device, quantize_4bit=method.quantize_4bit)
+    model.config.use_cache = False
+    model = method.build(model, cfg, local_dir(ref))
+    trainable, total = model.get_nb_trainable_parameters()
+    _write_config(cfg, out, ref, device, dtype, precision_note, trainable, total)
+    if resume_from is None and (out / "loss.jsonl").exists():
+        (out / "loss.jsonl").unlink()
+    elif resume_from is not None:
+        _truncate_log(out / "loss.jsonl", int(resume_from.name.rsplit("-", 1)[-1]))
+
+    SupportTrainer, RunLog = _trainer_classes()
+    log = RunLog(out / "loss.jsonl", peak)
+    trainer = SupportTrainer(
+        model=model, args=_training_args(cfg, device, dtype, bool(len(val_ds))),
+        train_dataset=train_ds, eval_dataset=val_ds if len(val_ds) else None,
+        data_collator=PadCollator(tokenizer.pad_token_id, cfg.max_length if cfg.pad_to_max_length else None),
+        callbacks=[log, *(callbacks or [])])
+    handlers = _install_signal_handlers(log)
+    t0 = time.perf_counter()
+    try:
+        result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except NonFiniteLoss as e:
+        last = _last_checkpoint(out)
+        raise RunFailed(f"{e}; stopped. Last good checkpoint: {last or 'none yet'} "
+                        f"(lower --lr, or check the data)") from None
+    finally:
+        _restore_signal_handlers(handlers)
+    wall = time.perf_counter() - t0
+    if log.interrupted:
+        raise RunFailed(f"interrupted at step {trainer.state.global_step}; checkpoint saved in {out / CHECKPOINTS}. "
+                        f"Rerun with --resume to continue.")
+    logged = [r for r in read_jsonl(out / "loss.jsonl") if "val_loss" in r] if (out / "loss.jsonl").exists() else []
+    if logged and logged[-1]["step"] == trainer.state.global_step:
+        final_val = logged[-1]["val_loss"]
+    elif len(val_ds):
+        final_val = trainer.evaluate()["eval_loss"]  # logged to loss.jsonl by RunLog
+    else:
+        final_val = None
+    model.save_pretrained(out)
+    losses = [r["train_loss"] for r in read_jsonl(out / "loss.jsonl") if "train_loss" in r]
+    summary = {
+        "variant": cfg.variant, "method": cfg.method, "model": cfg.model, "device": device, "dtype": str(dtype).split(".")[-1],
+        "trainable_params": trainable, "total_params": total, "trainable_pct": round(100 * trainable / total, 4),
+        "steps": trainer.state.global_step, "epochs": round(trainer.state.epoch or 0, 4),
+        "train_examples": len(train_ds), "skipped_too_long": train_ds.skipped + val_ds.skipped,
+        "val_examples": len(val_ds), "first_train_loss": losses[0] if losses else None,
+        "final_train_loss": losses[-1] if losses else None, "train_loss_mean": result.training_loss,
+        "final_val_loss": final_val, "wall_time_s": round(wall, 2),
+        "real_tokens": trainer.real_tokens, "tokens_per_s": round(trainer.real_tokens / wall, 1) if wall else None,
+        "adapter_bytes": sum(f.stat().st_size for f in out.glob("adapter_model.*")),
+        "resumed_from": str(resume_from) if resume_from else None, "precision_note": precision_note,
+        **peak.result(),
+    }
+    write_json(out / "train_summary.json", summary)
+    shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+    del trainer, model
+    free_memory()
+    return summary
+
+
+def _write_config(cfg, out, ref, device, dtype, note, trainable, total) -> None:
+    doc = {"train": cfg.resolved(), "identity": cfg.identity(), "config_hash": cfg.digest(),
+           "model": {"name": ref.name, "kind": ref.kind, "location": ref.location},
+           "prompt": {"format": cfg.prompt_format, "tags": cfg.tags, "sentiment": _data_sentiment(cfg.data)},
+           "device": device, "dtype": str(dtype).split(".")[-1], "precision_note": note,
+           "trainable_params": trainable, "total_params": total,
+           **provenance({s: Path(cfg.data) / f"{s}.jsonl" for s in ("train", "val", "test")})}
+    (out / "config.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def _data_sentiment(data: Path) -> str:
+    report = Path(data) / "prepare_report.json"
+    if report.is_file():
+        return read_json(report).get("config", {}).get("sentiment", "vader")
+    return "vader"
+
+
+def _last_checkpoint(out: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    d = out / CHECKPOINTS
+    return get_last_checkpoint(str(d)) if d.is_dir() else None
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """On resume, drop log rows written after the checkpoint we restart from."""
+    if path.is_file():
+        rows = [r for r in read_jsonl(path) if r.get("step", 0) <= step]
+        write_jsonl(path, rows)
+
+
+def _install_signal_handlers(log) -> dict:
+    def handler(signum, frame):
+        log.interrupted = True
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not in the main thread
+            pass
+    return previous
+
+
+def _restore_signal_handlers(previous: dict) -> None:
+    for sig, h in previous.items():
+        signal.signal(sig, h)
