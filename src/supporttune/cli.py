@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 from pydantic import ValidationError
 
-from .config import PrepareConfig, TrainConfig
+from .config import EvalConfig, PrepareConfig, TrainConfig
 from .errors import RunFailed, UserError
 
 app = typer.Typer(
@@ -146,6 +146,72 @@ def train(
                f"val loss {summary['final_val_loss']}, {summary['tokens_per_s']} tokens/s, "
                f"trainable {summary['trainable_params']:,} ({summary['trainable_pct']}%)")
     typer.echo(f"wrote adapter, config.yaml, loss.jsonl and train_summary.json to {cfg.out}")
+
+
+@app.command()
+def evaluate(
+    run: Optional[Path] = typer.Option(None, "--run", "-r", help=h(EvalConfig, "run")),
+    baseline: Optional[str] = typer.Option(None, "--baseline", "-b", help=h(EvalConfig, "baseline")),
+    data: Path = typer.Option(..., "--data", "-d", help=h(EvalConfig, "data")),
+    split: str = typer.Option("test", help=h(EvalConfig, "split")),
+    limit: Optional[int] = typer.Option(None, help=h(EvalConfig, "limit")),
+    model: str = typer.Option("smollm2-135m", help=h(EvalConfig, "model")),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help=h(EvalConfig, "out")),
+    max_new_tokens: int = typer.Option(64, help=h(EvalConfig, "max_new_tokens")),
+    batch_size: int = typer.Option(16, help=h(EvalConfig, "batch_size")),
+    latency_samples: int = typer.Option(10, help=h(EvalConfig, "latency_samples")),
+    prompt_format: str = typer.Option("chat", help=h(EvalConfig, "prompt_format")),
+    tags: bool = typer.Option(True, "--tags/--no-tags", help=h(EvalConfig, "tags")),
+    device: str = typer.Option("auto", help=h(EvalConfig, "device")),
+    force: bool = typer.Option(False, "--force", help=h(EvalConfig, "force")),
+):
+    """Generate replies for held-out messages and score them (a run, or a baseline)."""
+    from .evaluate import evaluate as run_eval
+
+    cfg = build(EvalConfig, run=run, baseline=baseline, data=data, split=split, limit=limit, model=model, out=out,
+                max_new_tokens=max_new_tokens, batch_size=batch_size, latency_samples=latency_samples,
+                prompt_format=prompt_format, tags=tags, device=device, force=force)
+    m = run_eval(cfg)
+    typer.echo(f"{m['name']}: BLEU {m['bleu']:.2f}  ROUGE-L {m['rougeL']:.2f}  chrF {m['chrf']:.2f}  "
+               f"SemSim {m['semantic_sim'] if m['semantic_sim'] is None else round(m['semantic_sim'], 3)}  "
+               f"({m['examples']} examples)")
+    typer.echo(f"wrote {(cfg.run or cfg.out)}/eval/metrics.json and predictions.jsonl")
+
+
+@app.command("run")
+def run_cmd(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Suite YAML (see src/supporttune/configs/)."),
+    preset: Optional[str] = typer.Option(None, help="quick (embedded demo), full (seed variants), seed-recipe."),
+    data: Optional[str] = typer.Option(None, help="Raw data file, 'builtin', or a prepared directory (overrides the config)."),
+    model: Optional[str] = typer.Option(None, help="Base model for every variant (overrides the config)."),
+    out: Path = typer.Option(Path("runs/suite"), "--out", "-o", help="Suite directory."),
+    resume: bool = typer.Option(False, "--resume", help="Continue a suite in an existing directory (finished entries are skipped)."),
+    force: bool = typer.Option(False, "--force", help="Delete an existing suite directory first."),
+):
+    """The main job: prepare -> train every variant -> evaluate -> baselines -> compare -> report."""
+    from .suite import load_suite, preset_path, run_suite
+
+    if config and preset:
+        raise UserError("give --config or --preset, not both")
+    path = config or preset_path(preset or "quick")
+    cfg = load_suite(path, {k: v for k, v in {"data": data, "model": model}.items() if v is not None})
+    if out.exists() and any(out.iterdir()) and not (resume or force):
+        raise UserError(f"{out}: suite directory exists (use --resume to continue it or --force to start over)")
+    results = run_suite(cfg, out, force=force, log=lambda m: typer.echo(m, err=True))
+    typer.echo(f"best variant: {results['best_variant']} (by ROUGE-L); report: {out / 'report.html'} and {out / 'report.md'}")
+
+
+@app.command()
+def report(out: Path = typer.Argument(..., help="Suite directory (with variants/ and baselines/).")):
+    """Rebuild results.json, report.md and report.html from a suite directory."""
+    from .report.build import build_results
+    from .report.render import render_report
+
+    if not out.is_dir():
+        raise UserError(f"{out}: not a directory")
+    build_results(out)
+    md, page = render_report(out)
+    typer.echo(f"wrote {out / 'results.json'}, {md} and {page}")
 
 
 def main() -> None:

@@ -122,3 +122,93 @@ class TrainConfig(StageConfig):
         for k in ("out", "resume", "force", "name", "device"):
             d.pop(k, None)
         return d
+
+
+class EvalConfig(StageConfig):
+    """Evaluate a trained run or a baseline on a prepared split."""
+
+    run: Path | None = Field(None, description="Run directory to evaluate.")
+    baseline: Literal["zero-shot", "few-shot", "retrieval", "constant"] | None = Field(
+        None, description="Evaluate a baseline instead of a run.")
+    data: Path = Field(Path("data"), description="Prepared data directory.")
+    split: Literal["train", "val", "test"] = Field("test", description="Split to evaluate on.")
+    limit: int | None = Field(None, gt=0, description="Evaluate the first N examples only.")
+    model: str = Field("smollm2-135m", description="Base model for the zero/few-shot baselines.")
+    prompt_format: Literal["chat", "plain"] = Field("chat", description="Prompt format of the zero/few-shot baselines.")
+    tags: bool = Field(True, description="Tags in the zero/few-shot baseline prompt.")
+    out: Path | None = Field(None, description="Output directory for a baseline (eval/ goes inside).")
+    max_new_tokens: int = Field(64, gt=0, description="Longest generated reply, in tokens.")
+    batch_size: int = Field(16, gt=0, description="Generation batch size.")
+    latency_samples: int = Field(10, ge=0, description="Examples timed one at a time for p50/p95 latency.")
+    few_shot_k: int = Field(3, gt=0, description="Retrieved examples in the few-shot prompt.")
+    bootstrap: int = Field(1000, ge=100, description="Bootstrap resamples for confidence intervals.")
+    worst_k: int = Field(5, gt=0, description="Worst examples kept per metric.")
+    semantic: bool = Field(True, description="Compute semantic similarity (MiniLM embeddings).")
+    perplexity: bool = Field(True, description="Compute the perplexity of the references.")
+    seed: int = Field(0, description="Seed of the bootstrap.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to generate.")
+    force: bool = Field(False, description="Re-evaluate even if metrics exist.")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> "EvalConfig":
+        if (self.run is None) == (self.baseline is None):
+            raise ValueError("give exactly one of --run or --baseline")
+        if self.baseline and self.out is None:
+            raise ValueError("a baseline needs --out (where its eval/ folder goes)")
+        return self
+
+
+GRID_SCALARS_AS_LIST = {"targets"}  # fields whose value is itself a list
+
+
+class SuiteConfig(StageConfig):
+    """A whole comparison: data, shared train defaults, variants (with grid syntax), baselines."""
+
+    name: str = Field("suite", description="Suite name, shown in the report.")
+    data: str = Field("builtin", description="Raw data file, 'builtin', or a prepared data directory.")
+    prepare: dict = Field(default_factory=dict, description="PrepareConfig fields for raw data.")
+    defaults: dict = Field(default_factory=dict, description="TrainConfig fields shared by all variants.")
+    variants: list[dict] = Field(..., min_length=1, description="Per-variant TrainConfig differences; list values expand as a grid.")
+    baselines: list[Literal["zero-shot", "few-shot", "retrieval", "constant"]] = Field(
+        ["zero-shot", "few-shot", "retrieval", "constant"], description="Baselines evaluated with the same code.")
+    eval: dict = Field(default_factory=dict, description="EvalConfig fields (max_new_tokens, limit, ...).")
+
+    @model_validator(mode="after")
+    def _expand_and_check(self) -> "SuiteConfig":
+        names = [v["name"] for v in self.expanded()]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"variant names must be unique after grid expansion (repeated: {', '.join(sorted(dupes))})")
+        for v in self.expanded():  # every variant validates as a TrainConfig now, not after hours of training
+            TrainConfig(**{**self.defaults, **v})
+        PrepareConfig(**self.prepare)
+        EvalConfig(baseline="constant", out=Path("."), **self.eval)
+        return self
+
+    def expanded(self) -> list[dict]:
+        """Variants with grid values expanded: ``r: [4, 8]`` gives two variants named ``<name>-r4``, ``<name>-r8``."""
+        import itertools
+
+        out = []
+        for v in self.variants:
+            grid = {k: val for k, val in v.items() if isinstance(val, list)
+                    and not (k in GRID_SCALARS_AS_LIST and all(isinstance(x, str) for x in val))}
+            base_name = v.get("name") or v.get("method", "variant")
+            if not grid:
+                out.append({**v, "name": base_name})
+                continue
+            keys = list(grid)
+            for combo in itertools.product(*(grid[k] for k in keys)):
+                suffix = "-".join(_grid_label(k, x) for k, x in zip(keys, combo))
+                out.append({**v, **dict(zip(keys, combo)), "name": f"{base_name}-{suffix}"})
+        return out
+
+
+def _grid_label(key: str, value) -> str:
+    short = {"r": "r", "alpha": "a", "dropout": "d", "virtual_tokens": "vt", "lr": "lr", "prompt_format": "",
+             "prompt_init": "init-", "tags": "tags-", "targets": "t-"}
+    if isinstance(value, bool):
+        value = "on" if value else "off"
+    if isinstance(value, list):
+        value = "+".join(map(str, value))
+    return f"{short.get(key, key + '-')}{value}"

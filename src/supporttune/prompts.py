@@ -33,25 +33,33 @@ def tag_line(example: dict) -> str:
             f"[CATEGORY: {example.get('category', 'other').upper()}]")
 
 
-def prompt_text(tokenizer, example: dict, spec: PromptSpec) -> str:
-    """The text that precedes the agent's reply for one customer message."""
+def prompt_text(tokenizer, example: dict, spec: PromptSpec, shots: list[dict] | None = None) -> str:
+    """The text that precedes the agent's reply for one customer message.
+
+    ``shots`` (the few-shot baseline) are earlier exchanges shown before the message.
+    """
     brand = example.get("brand") or ""
+    shots = shots or []
     if spec.format == "chat" and getattr(tokenizer, "chat_template", None):
         system = SYSTEM.format(brand=f" for {brand}" if brand else "")
         if spec.tags:
             system += " " + tag_line(example)
-        messages = [{"role": "system", "content": system}, {"role": "user", "content": example["input"]}]
+        messages = [{"role": "system", "content": system}]
+        for s in shots:
+            messages += [{"role": "user", "content": s["input"]}, {"role": "assistant", "content": s["output"]}]
+        messages.append({"role": "user", "content": example["input"]})
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     if spec.format == "chat":
         raise ValueError("prompt format 'chat' needs a tokenizer with a chat template; use --prompt-format plain")
     head = (tag_line(example) + " ") if spec.tags else ""
     if brand:
         head += f"[BRAND: {brand}] "
-    return head + PLAIN.format(input=example["input"])
+    context = "".join(PLAIN.format(input=s["input"]) + " " + s["output"] + "\n\n" for s in shots)
+    return head + context + PLAIN.format(input=example["input"])
 
 
-def encode_prompt(tokenizer, example: dict, spec: PromptSpec) -> list[int]:
-    text = prompt_text(tokenizer, example, spec)
+def encode_prompt(tokenizer, example: dict, spec: PromptSpec, shots: list[dict] | None = None) -> list[int]:
+    text = prompt_text(tokenizer, example, spec, shots)
     # Chat templates write their own special tokens; the plain format gets the tokenizer's BOS.
     return tokenizer(text, add_special_tokens=spec.format == "plain")["input_ids"]
 

@@ -1,0 +1,129 @@
+"""The evaluate stage: generate replies for held-out messages and score them.
+
+Writes ``<dir>/eval/predictions.jsonl`` (one line per example with its own scores) and
+``<dir>/eval/metrics.json`` (headline keys, CIs, breakdowns, worst cases, decoding settings).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .baselines import BASELINES, Retriever, constant_reply
+from .batching import load_split
+from .config import EvalConfig
+from .errors import UserError
+from .generate import DecodeSettings, Generated, batch1_latencies, generate_replies, load_agent, reference_perplexity
+from .io import read_json, write_json, write_jsonl
+from .memory import PeakTracker, free_memory
+from .metrics import HEADLINE, PER_EXAMPLE, CorpusStats, corpus_scores, length_stats, per_example_scores
+from .prompts import PromptSpec
+from .stats import bootstrap_ci
+
+GROUPS = ("category", "priority", "sentiment")
+
+
+def _breakdown(rows: list[dict], preds: list[str], refs: list[str], key: str) -> dict:
+    out = {}
+    for value in sorted({r[key] for r in rows}):
+        idx = [i for i, r in enumerate(rows) if r[key] == value]
+        scores = corpus_scores([preds[i] for i in idx], [refs[i] for i in idx], [rows[i]["scores"] for i in idx])
+        out[value] = {"count": len(idx), **scores}
+    return out
+
+
+def _worst(rows: list[dict], k: int) -> dict:
+    fields = ("id", "input", "reference", "prediction", "brand", "category")
+    return {m: [{**{f: r[f] for f in fields}, m: r["scores"][m]} for r in sorted(rows, key=lambda r: r["scores"][m])[:k]]
+            for m in ("bleu", "rougeL")}
+
+
+def score(examples: list[dict], gens: list[Generated], latencies: list[float], cfg: EvalConfig) -> tuple[list[dict], dict]:
+    preds = [g.text for g in gens]
+    refs = [ex["output"] for ex in examples]
+    scores = per_example_scores(preds, refs, semantic=cfg.semantic)
+    rows = []
+    for ex, g, s in zip(examples, gens, scores):
+        rows.append({"id": ex["id"], "thread_id": ex["thread_id"], "brand": ex.get("brand", ""), "input": ex["input"],
+                     "reference": ex["output"], "prediction": g.text, "category": ex["category"],
+                     "sentiment": ex["sentiment"], "priority": ex["priority"], "new_tokens": g.new_tokens,
+                     "hit_max": g.hit_max, "latency_s": g.latency_s, "scores": {k: (round(v, 4) if v is not None else None) for k, v in s.items()}})
+    corpus = CorpusStats(preds, refs)
+    metrics = {**corpus_scores(preds, refs, scores), **length_stats(preds, refs, [g.hit_max for g in gens])}
+    metrics["ci"] = bootstrap_ci(scores, tuple(k for k in HEADLINE if metrics.get(k) is not None), corpus,
+                                 cfg.bootstrap, cfg.seed)
+    for key in GROUPS:
+        metrics[f"by_{key}"] = _breakdown(rows, preds, refs, key)
+    metrics["worst"] = _worst(rows, cfg.worst_k)
+    if latencies:
+        metrics.update(latency_p50_s=float(np.percentile(latencies, 50)), latency_p95_s=float(np.percentile(latencies, 95)),
+                       latency_mean_s=float(np.mean(latencies)), latency_samples=len(latencies))
+    return rows, metrics
+
+
+def _non_model_replies(name: str, examples: list[dict], train_rows: list[dict]) -> list[Generated]:
+    if name == "constant":
+        reply = constant_reply(train_rows)
+        return [Generated(reply, len(reply.split()), False, 0.0) for _ in examples]
+    retriever = Retriever(train_rows)
+    out = []
+    for ex in examples:
+        t0 = time.perf_counter()
+        reply = retriever.nearest(ex)[0]["output"]
+        out.append(Generated(reply, len(reply.split()), False, time.perf_counter() - t0))
+    return out
+
+
+def evaluate(cfg: EvalConfig) -> dict:
+    """Evaluate one trained run (``cfg.run``) or one baseline (``cfg.baseline``)."""
+    examples = load_split(cfg.data, cfg.split)[: cfg.limit]
+    out_dir = (Path(cfg.run) if cfg.run else Path(cfg.out)) / "eval"
+    if (out_dir / "metrics.json").is_file() and not cfg.force:
+        raise UserError(f"{out_dir}/metrics.json exists (use --force to re-evaluate)")
+    settings = DecodeSettings(cfg.max_new_tokens, cfg.batch_size)
+    peak = PeakTracker("cuda" if cfg.device == "cuda" else "cpu")
+    meta: dict = {"decoding": settings.as_dict(), "split": cfg.split, "examples": len(examples), "data": str(cfg.data)}
+    latencies: list[float] = []
+    if cfg.baseline in ("retrieval", "constant"):
+        train_rows = load_split(cfg.data, "train")
+        t0 = time.perf_counter()
+        gens = _non_model_replies(cfg.baseline, examples, train_rows)
+        elapsed = time.perf_counter() - t0
+        latencies = [g.latency_s for g in gens]
+        meta.update(trainable_params=0, trainable_pct=0.0, name=cfg.baseline)
+    else:
+        agent = load_agent(cfg.run, model=cfg.model, device=cfg.device, spec=PromptSpec(cfg.prompt_format, cfg.tags))
+        shots = None
+        if cfg.baseline == "few-shot":
+            retriever = Retriever(load_split(cfg.data, "train"))
+            shots = [retriever.nearest(ex, cfg.few_shot_k) for ex in examples]
+        t0 = time.perf_counter()
+        gens = generate_replies(agent, examples, settings, shots, progress=f"generating ({agent.name})")
+        elapsed = time.perf_counter() - t0
+        if cfg.baseline != "few-shot":
+            latencies = batch1_latencies(agent, examples, settings, cfg.latency_samples)
+        meta["perplexity"] = reference_perplexity(agent, examples) if cfg.perplexity else None
+        meta["name"] = cfg.baseline or agent.name
+        if cfg.run:
+            summary = read_json(Path(cfg.run) / "train_summary.json")
+            for k in ("trainable_params", "trainable_pct", "total_params", "adapter_bytes", "wall_time_s", "tokens_per_s",
+                      "peak_rss_mb", "peak_cuda_mb", "method"):
+                meta[f"train_{k}" if k in ("wall_time_s", "tokens_per_s", "peak_rss_mb", "peak_cuda_mb") else k] = summary.get(k)
+        else:
+            meta.update(trainable_params=0, trainable_pct=0.0)
+        del agent
+        free_memory()
+    rows, metrics = score(examples, gens, latencies, cfg)
+    n_tokens = sum(g.new_tokens for g in gens)
+    metrics.update(throughput_samples_per_s=len(gens) / elapsed if elapsed else None,
+                   throughput_tokens_per_s=n_tokens / elapsed if elapsed else None, generation_s=round(elapsed, 3),
+                   eval_memory=peak.result(), **meta)
+    metrics.setdefault("trainable_params", 0)
+    write_jsonl(out_dir / "predictions.jsonl", rows)
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+__all__ = ["evaluate", "BASELINES", "PER_EXAMPLE"]

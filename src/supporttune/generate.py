@@ -1,0 +1,173 @@
+"""Batched greedy generation with the training prompt builder, for adapters and base models.
+
+Left padding + KV cache; examples are sorted by prompt length so a batch wastes little padding,
+and results come back in input order. PEFT prompt-learning models (prompt tuning) go through the
+same batched ``generate`` (PEFT prepends the virtual tokens and extends the attention mask).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import yaml
+
+from .errors import UserError
+from .models import ModelRef, load_model, load_tokenizer, pick_device, pick_dtype, resolve
+from .progress import track
+from .prompts import PromptSpec, encode_prompt
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    max_new_tokens: int = 64
+    batch_size: int = 16
+    do_sample: bool = False  # greedy: reproducible, comparable across variants
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Generated:
+    text: str
+    new_tokens: int
+    hit_max: bool
+    latency_s: float | None = None  # batched wall time / batch size (amortized per sample)
+
+
+@dataclass
+class Agent:
+    """A model ready to answer: base (+ adapter), tokenizer, and the prompt spec it was trained with."""
+
+    model: object
+    tokenizer: object
+    spec: PromptSpec
+    device: str
+    name: str
+    sentiment: str = "vader"
+    method: str | None = None
+
+
+def load_run_config(run_dir: Path) -> dict:
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise UserError(f"{run_dir}: not a training run (no config.yaml)")
+    if not (Path(run_dir) / "adapter_config.json").is_file():
+        raise UserError(f"{run_dir}: training did not finish (no adapter); rerun train with --resume")
+    return yaml.safe_load(path.read_text())
+
+
+def load_agent(run_dir: Path | None = None, model: str | None = None, device: str = "auto",
+               spec: PromptSpec | None = None) -> Agent:
+    """Load a trained run (adapter on its base) or, with ``model``, an untuned base model."""
+    device = pick_device(device)
+    dtype = pick_dtype("auto", device)
+    if run_dir is not None:
+        from peft import PeftModel
+
+        from . import methods
+
+        cfg = load_run_config(run_dir)
+        train = cfg["train"]
+        ref = ModelRef(**cfg["model"])
+        method = methods.get(train["method"])
+        tokenizer = load_tokenizer(ref)
+        base = load_model(ref, dtype=dtype, device=device, quantize_4bit=method.quantize_4bit)
+        net = PeftModel.from_pretrained(base, str(run_dir))
+        spec = PromptSpec(cfg["prompt"]["format"], cfg["prompt"]["tags"])
+        name, sentiment, method_name = train.get("name") or train["method"], cfg["prompt"].get("sentiment", "vader"), train["method"]
+    else:
+        ref = resolve(model or "smollm2-135m")
+        tokenizer = load_tokenizer(ref)
+        net = load_model(ref, dtype=dtype, device=device)
+        spec, name, sentiment, method_name = spec or PromptSpec(), f"base:{ref.name}", "vader", None
+    net.eval()
+    tokenizer.padding_side = "left"
+    return Agent(net, tokenizer, spec, device, name, sentiment, method_name)
+
+
+@torch.inference_mode()
+def _generate_ids(agent: Agent, prompts: list[list[int]], settings: DecodeSettings) -> list[Generated]:
+    tok = agent.tokenizer
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), tok.pad_token_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p):] = torch.tensor(p)
+        mask[i, width - len(p):] = 1
+    _sync(agent.device)
+    t0 = time.perf_counter()
+    out = agent.model.generate(
+        input_ids=ids.to(agent.device), attention_mask=mask.to(agent.device),
+        max_new_tokens=settings.max_new_tokens, do_sample=settings.do_sample,
+        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    _sync(agent.device)
+    per_sample = (time.perf_counter() - t0) / len(prompts)
+    new = out[:, width:] if out.shape[1] > width else out[:, :0]
+    results = []
+    for row in new.tolist():
+        n = next((i for i, t in enumerate(row) if t == tok.eos_token_id), len(row))
+        results.append(Generated(tok.decode(row[:n], skip_special_tokens=True).strip(), n,
+                                 n >= settings.max_new_tokens, per_sample))
+    return results
+
+
+def generate_replies(agent: Agent, examples: list[dict], settings: DecodeSettings, shots: list[list[dict]] | None = None,
+                     progress: str | None = "generating") -> list[Generated]:
+    """Replies for ``examples`` in order, batched by similar prompt length."""
+    prompts = [encode_prompt(agent.tokenizer, ex, agent.spec, shots[i] if shots else None) for i, ex in enumerate(examples)]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    results: list[Generated | None] = [None] * len(prompts)
+    batches = [order[i:i + settings.batch_size] for i in range(0, len(order), settings.batch_size)]
+    for batch in track(batches, progress or "generating") if progress else batches:
+        for i, g in zip(batch, _generate_ids(agent, [prompts[i] for i in batch], settings)):
+            results[i] = g
+    return results  # type: ignore[return-value]
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def batch1_latencies(agent: Agent, examples: list[dict], settings: DecodeSettings, n: int) -> list[float]:
+    """Warm per-sample latency at batch size 1 (one warm-up call first, not timed)."""
+    if not examples or n <= 0:
+        return []
+    one = DecodeSettings(settings.max_new_tokens, 1, settings.do_sample)
+    _generate_ids(agent, [encode_prompt(agent.tokenizer, examples[0], agent.spec)], one)
+    times = []
+    for ex in examples[:n]:
+        _sync(agent.device)
+        t0 = time.perf_counter()
+        _generate_ids(agent, [encode_prompt(agent.tokenizer, ex, agent.spec)], one)
+        _sync(agent.device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+@torch.inference_mode()
+def reference_perplexity(agent: Agent, examples: list[dict], batch_size: int = 16, max_length: int = 1024) -> float | None:
+    """exp(mean NLL) of the reference replies (+EOS) under the model, prompt tokens masked."""
+    from .batching import EncodedDataset, PadCollator
+
+    ds = EncodedDataset(examples, agent.tokenizer, agent.spec, max_length)
+    if not len(ds):
+        return None
+    collate = PadCollator(agent.tokenizer.pad_token_id)
+    total_nll, total_tokens = 0.0, 0
+    for i in range(0, len(ds), batch_size):
+        batch = collate([ds[j] for j in range(i, min(i + batch_size, len(ds)))])
+        batch = {k: v.to(agent.device) for k, v in batch.items()}
+        logits = agent.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+        labels = batch["labels"]
+        logits = logits[:, -labels.shape[1]:]  # prompt-learning models prepend virtual tokens
+        shift_logits, shift_labels = logits[:, :-1], labels[:, 1:]
+        nll = torch.nn.functional.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]),
+                                                shift_labels.reshape(-1), ignore_index=-100, reduction="sum")
+        total_nll += float(nll)
+        total_tokens += int((shift_labels != -100).sum())
+    return float(torch.exp(torch.tensor(total_nll / max(total_tokens, 1))))

@@ -1,0 +1,1 @@
+"""Report stage: results.json (data first), then Markdown and self-contained HTML with plots."""

@@ -1,0 +1,146 @@
+"""`supporttune run`: prepare -> train every variant -> evaluate each -> baselines -> compare -> report.
+
+Resumable: a variant whose ``eval/metrics.json`` exists and whose resolved config hash matches is
+skipped; a half-trained one continues from its checkpoint. A variant that fails is recorded with
+its error (``failed.json``) and the suite goes on; the report lists it as failed.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from .config import EvalConfig, PrepareConfig, SuiteConfig, TrainConfig
+from .errors import RunFailed, UserError
+from .io import read_json, write_json
+from .memory import free_memory
+
+PRESETS = ("quick", "full", "seed-recipe")
+
+
+def preset_path(name: str) -> Path:
+    if name not in PRESETS:
+        raise UserError(f"unknown preset '{name}' (choose from {', '.join(PRESETS)})")
+    return Path(str(resources.files("supporttune") / "configs" / f"{'default' if name == 'full' else name}.yaml"))
+
+
+def load_suite(path: Path, overrides: dict | None = None) -> SuiteConfig:
+    from pydantic import ValidationError
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: suite config not found")
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    for key, value in (overrides or {}).items():
+        if key in ("model",):
+            doc.setdefault("defaults", {})[key] = value
+        else:
+            doc[key] = value
+    try:
+        return SuiteConfig(**doc)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise UserError(f"{path}: invalid {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+
+
+def _prepare_data(cfg: SuiteConfig, out: Path) -> Path:
+    given = Path(cfg.data)
+    if given.is_dir() and (given / "train.jsonl").is_file():
+        return given
+    from .data.prepare import prepare
+
+    target = out / "data"
+    pcfg = PrepareConfig(**{**cfg.prepare, "input": cfg.data, "out": target, "force": True})
+    report = target / "prepare_report.json"
+    if report.is_file() and read_json(report).get("config", {}) == {**pcfg.resolved(), "force": True}:
+        return target
+    prepare(pcfg)
+    return target
+
+
+def _done(dir_: Path, digest: str) -> bool:
+    marker = dir_ / "suite_entry.json"
+    return (dir_ / "eval" / "metrics.json").is_file() and marker.is_file() and read_json(marker).get("digest") == digest
+
+
+def _run_variant(tcfg: TrainConfig, ecfg: dict, data: Path) -> None:
+    from .evaluate import evaluate
+    from .train import train
+
+    out = Path(tcfg.out)
+    resumable = (out / "config.yaml").is_file() and yaml.safe_load((out / "config.yaml").read_text()).get("identity") == tcfg.identity()
+    train(tcfg.model_copy(update={"resume": resumable, "force": not resumable}))
+    evaluate(EvalConfig(**{**ecfg, "run": out, "data": data, "force": True}))
+
+
+def _baseline_cfg(name: str, cfg: SuiteConfig, data: Path, out: Path) -> EvalConfig:
+    """Baselines use the variants' base model and prompt format, so the comparison is like for like."""
+    d = cfg.defaults
+    return EvalConfig(**{**cfg.eval, "baseline": name, "model": d.get("model", "smollm2-135m"), "data": data, "out": out,
+                         "prompt_format": d.get("prompt_format", "chat"), "tags": d.get("tags", True), "force": True})
+
+
+def run_suite(cfg: SuiteConfig, out: Path, force: bool = False, log=print) -> dict:
+    """Run (or resume) the whole suite into ``out``; returns the results document."""
+    out = Path(out)
+    if force and out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "suite.yaml").write_text(yaml.safe_dump(cfg.resolved(), sort_keys=False))
+    t0 = time.perf_counter()
+    data = _prepare_data(cfg, out)
+    entries = []
+    jobs = [("variant", v["name"], v) for v in cfg.expanded()] + [("baseline", b, None) for b in cfg.baselines]
+    for i, (kind, name, variant) in enumerate(jobs, 1):
+        dir_ = out / ("variants" if kind == "variant" else "baselines") / name
+        if kind == "variant":
+            tcfg = TrainConfig(**{**cfg.defaults, **variant, "data": data, "out": dir_})
+            digest = tcfg.digest() + "-" + EvalConfig(baseline="constant", out=dir_, **cfg.eval).digest()
+        else:
+            digest = _baseline_cfg(name, cfg, data, dir_).digest() + "-" + _data_digest(data)
+        entry = {"name": name, "kind": kind, "dir": str(dir_.relative_to(out)), "digest": digest}
+        if _done(dir_, digest):
+            log(f"[{i}/{len(jobs)}] {kind} {name}: done earlier, skipped")
+            entries.append({**entry, "status": "ok", "skipped": True})
+            continue
+        log(f"[{i}/{len(jobs)}] {kind} {name}: running (elapsed {time.perf_counter() - t0:.0f}s)")
+        started = time.perf_counter()
+        try:
+            if kind == "variant":
+                _run_variant(tcfg, cfg.eval, data)
+            else:
+                from .evaluate import evaluate
+
+                evaluate(_baseline_cfg(name, cfg, data, dir_))
+            write_json(dir_ / "suite_entry.json", {**entry, "status": "ok"})
+            entries.append({**entry, "status": "ok", "seconds": round(time.perf_counter() - started, 1)})
+        except (UserError, RunFailed, RuntimeError, ValueError, OSError, MemoryError) as e:
+            err = f"{type(e).__name__}: {e}"
+            log(f"[{i}/{len(jobs)}] {kind} {name}: FAILED ({err})")
+            dir_.mkdir(parents=True, exist_ok=True)
+            write_json(dir_ / "failed.json", {**entry, "error": err, "traceback": traceback.format_exc()})
+            entries.append({**entry, "status": "failed", "error": err})
+        finally:
+            free_memory()
+    write_json(out / "suite_status.json", {"entries": entries, "seconds": round(time.perf_counter() - t0, 1)})
+    from .report.build import build_results
+    from .report.render import render_report
+
+    results = build_results(out)
+    render_report(out)
+    return results
+
+
+def _data_digest(data: Path) -> str:
+    from .io import sha256_file
+
+    return sha256_file(Path(data) / "test.jsonl")[:12]

@@ -1,0 +1,91 @@
+"""The whole suite on a tiny model: runs, resumes, survives a failing variant, renders a report."""
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from supporttune.config import SuiteConfig
+from supporttune.suite import run_suite
+
+
+@pytest.fixture()
+def tiny_suite(tiny_model_dir, builtin_data):
+    return SuiteConfig(
+        name="tiny", data=str(builtin_data),
+        defaults={"model": str(tiny_model_dir), "max_steps": 2, "batch_size": 2, "grad_accum": 1, "device": "cpu",
+                  "max_val_samples": 4, "logging_steps": 1, "r": 4, "alpha": 8},
+        variants=[{"name": "lora", "method": "lora"},
+                  {"name": "pt", "method": "prompt-tuning", "virtual_tokens": 4},
+                  {"name": "broken", "method": "lora", "max_length": 16}],  # nothing fits: fails
+        baselines=["constant", "retrieval", "zero-shot"],
+        eval={"limit": 6, "max_new_tokens": 6, "latency_samples": 2, "bootstrap": 200, "device": "cpu"})
+
+
+@pytest.fixture()
+def suite_run(tiny_suite, tmp_path):
+    logs = []
+    results = run_suite(tiny_suite, tmp_path / "suite", log=logs.append)
+    return tmp_path / "suite", results, logs
+
+
+def test_suite_runs_records_failure_and_continues(suite_run):
+    out, results, logs = suite_run
+    status = {e["name"]: e["status"] for e in results["entries"]}
+    assert status == {"lora": "ok", "pt": "ok", "broken": "failed", "constant": "ok", "retrieval": "ok", "zero-shot": "ok"}
+    broken = next(e for e in results["entries"] if e["name"] == "broken")
+    assert "max_length=16" in broken["error"]
+    assert (out / "variants" / "broken" / "failed.json").is_file()
+    assert results["best_variant"] in {"lora", "pt"}
+    m = json.loads((out / "variants" / "lora" / "eval" / "metrics.json").read_text())
+    for key in ("bleu", "bleu_nltk", "rouge1", "rouge2", "rougeL", "chrf", "semantic_sim", "latency_p50_s", "latency_p95_s",
+                "throughput_samples_per_s", "trainable_params", "trainable_pct", "ci", "by_category", "by_priority",
+                "by_sentiment", "worst"):
+        assert key in m, key
+    assert m["trainable_params"] > 0 and m["decoding"]["max_new_tokens"] == 6
+    preds = [json.loads(x) for x in (out / "variants" / "pt" / "eval" / "predictions.jsonl").read_text().splitlines()]
+    assert len(preds) == 6 and {"id", "thread_id", "brand", "input", "reference", "prediction", "category", "sentiment",
+                                "priority", "scores", "latency_s"} <= set(preds[0])
+    pairs = {(r["a"], r["b"]) for r in results["significance"]}
+    assert ("constant", "lora") in pairs and ("lora", "pt") in pairs
+    assert any("failed" in line.lower() for line in logs)
+
+
+def test_suite_resume_skips_finished_entries(suite_run, tiny_suite):
+    out, _, _ = suite_run
+    before = (out / "variants" / "lora" / "eval" / "metrics.json").stat().st_mtime_ns
+    logs = []
+    run_suite(tiny_suite, out, log=logs.append)
+    assert (out / "variants" / "lora" / "eval" / "metrics.json").stat().st_mtime_ns == before
+    assert sum("skipped" in line for line in logs) == 5  # all but the failed one
+    changed = tiny_suite.model_copy(update={"variants": [{"name": "lora", "method": "lora", "r": 2}]})
+    logs = []
+    run_suite(changed, out, log=logs.append)
+    assert any("variant lora: running" in line for line in logs)  # config hash changed: retrained
+
+
+def test_report_files(suite_run):
+    out, results, _ = suite_run
+    md = (out / "report.md").read_text()
+    assert "| lora" in md and "Paired bootstrap" in md and "constant" in md and "broken" in md
+    page = (out / "report.html").read_text()
+    assert page.count("<table>") >= 4 and page.count("data:image/png;base64,") == 3
+    assert json.loads((out / "results.json").read_text())["entries"]
+
+
+@pytest.mark.browser
+def test_report_renders_in_headless_chromium(suite_run, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        pytest.skip("Chromium not installed (apt-get install chromium); .ci/run installs it")
+    out, _, _ = suite_run
+    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}"]
+    shot = tmp_path / "report.png"
+    subprocess.run(flags + [f"--screenshot={shot}", "--window-size=1400,2000", (out / "report.html").as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    assert shot.is_file() and shot.stat().st_size > 10_000
+    dom = subprocess.run(flags + ["--dump-dom", (out / "report.html").as_uri()], check=True, capture_output=True,
+                         text=True, timeout=120).stdout
+    assert dom.count("<table>") >= 4 and dom.count("<img") == 3 and "supporttune report" in dom

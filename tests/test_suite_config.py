@@ -1,0 +1,63 @@
+"""Suite configs: grid expansion, validation, and every shipped config."""
+
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from supporttune.config import SuiteConfig
+from supporttune.errors import UserError
+from supporttune.suite import PRESETS, load_suite, preset_path
+
+
+def test_grid_expands_into_named_variants():
+    cfg = SuiteConfig(variants=[{"name": "lora", "method": "lora", "r": [4, 8, 16], "tags": [True, False]},
+                                {"method": "prompt-tuning", "virtual_tokens": [10, 20]},
+                                {"name": "all", "method": "lora", "targets": ["q_proj", "v_proj"]}])
+    names = [v["name"] for v in cfg.expanded()]
+    assert names == ["lora-r4-tags-on", "lora-r4-tags-off", "lora-r8-tags-on", "lora-r8-tags-off",
+                     "lora-r16-tags-on", "lora-r16-tags-off", "prompt-tuning-vt10", "prompt-tuning-vt20", "all"]
+    assert cfg.expanded()[-1]["targets"] == ["q_proj", "v_proj"]  # a list of names is a value, not a grid
+
+
+def test_grid_of_target_lists():
+    cfg = SuiteConfig(variants=[{"method": "lora", "targets": [["q_proj"], ["q_proj", "v_proj"]]}])
+    assert [v["targets"] for v in cfg.expanded()] == [["q_proj"], ["q_proj", "v_proj"]]
+
+
+@pytest.mark.parametrize("variants,msg", [
+    ([{"method": "lora", "r": [0, 4]}], "greater than 0"),
+    ([{"method": "nope"}], "unknown method"),
+    ([{"name": "a", "method": "lora"}, {"name": "a", "method": "lora"}], "unique"),
+])
+def test_bad_suites_fail_on_load(variants, msg):
+    with pytest.raises(ValueError, match=msg):
+        SuiteConfig(variants=variants)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_shipped_config_validates(preset):
+    cfg = load_suite(preset_path(preset))
+    assert cfg.expanded()
+
+
+def test_every_config_file_is_a_preset():
+    files = {p.stem for p in Path(str(resources.files("supporttune") / "configs")).glob("*.yaml")}
+    assert files <= {"default", "quick", "seed-recipe", "ablations"}
+    for f in files:
+        load_suite(Path(str(resources.files("supporttune") / "configs" / f"{f}.yaml")))
+
+
+def test_quick_preset_runs_the_four_seed_variants_and_all_baselines():
+    cfg = load_suite(preset_path("quick"))
+    assert [v["name"] for v in cfg.expanded()] == ["qlora-r8", "qlora-r4", "prompt-tuning-20", "prompt-tuning-10"]
+    assert set(cfg.baselines) == {"zero-shot", "few-shot", "retrieval", "constant"}
+
+
+def test_load_suite_errors(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        load_suite(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("variants: [{method: lora, r: -1}]")
+    with pytest.raises(UserError, match="invalid"):
+        load_suite(bad)
