@@ -65,3 +65,15 @@ def tiny_train_cfg(tiny_model_dir, builtin_data, tmp_path):
         return TrainConfig(**{**base, **overrides})
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_model_dir, builtin_data, tmp_path_factory) -> Path:
+    """A finished LoRA run on the tiny model (shared by chat/serve/export tests)."""
+    from supporttune.config import TrainConfig
+    from supporttune.train import train
+
+    out = tmp_path_factory.mktemp("runs") / "lora"
+    train(TrainConfig(model=str(tiny_model_dir), data=builtin_data, out=out, method="lora", max_steps=2, batch_size=2,
+                      grad_accum=1, device="cpu", max_val_samples=4, r=4, alpha=8, lr=1e-2))
+    return out

@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 from pydantic import ValidationError
 
-from .config import EvalConfig, PrepareConfig, TrainConfig
+from .config import BenchConfig, EvalConfig, PrepareConfig, TrainConfig
 from .errors import RunFailed, UserError
 
 app = typer.Typer(
@@ -212,6 +212,93 @@ def report(out: Path = typer.Argument(..., help="Suite directory (with variants/
     build_results(out)
     md, page = render_report(out)
     typer.echo(f"wrote {out / 'results.json'}, {md} and {page}")
+
+
+@app.command()
+def chat(
+    run: Path = typer.Argument(..., help="Trained run directory."),
+    brand: Optional[str] = typer.Option(None, help="The company answering (as in training data)."),
+    max_new_tokens: int = typer.Option(64, help="Longest reply, in tokens."),
+    device: str = typer.Option("auto", help="cpu, cuda or auto."),
+):
+    """Talk to a trained agent; each message is tagged and answered with the training prompt.
+
+    Pipe messages in (one per line) to script it: `echo "Where is my parcel?" | supporttune chat RUN`.
+    """
+    from .chat import chat_loop
+    from .generate import load_agent
+
+    chat_loop(load_agent(run, device=device), brand, max_new_tokens=max_new_tokens)
+
+
+@app.command()
+def serve(
+    run: Path = typer.Argument(..., help="Trained run directory (or an exported merged model with --base)."),
+    host: str = typer.Option("127.0.0.1", help="Bind address (loopback by default)."),
+    port: int = typer.Option(8000, help="Port."),
+    api_key: Optional[str] = typer.Option(None, envvar="SUPPORTTUNE_API_KEY", help="Require this key (Bearer token)."),
+    max_batch: int = typer.Option(16, min=1, help="Most requests answered by one generate call."),
+    max_wait_ms: float = typer.Option(10.0, min=0, help="How long a request waits for others to batch with."),
+    max_new_tokens: int = typer.Option(64, min=1, help="Default reply budget (requests may ask for less or more)."),
+    no_batching: bool = typer.Option(False, "--no-batching", help="Answer requests one at a time."),
+    device: str = typer.Option("auto", help="cpu, cuda or auto."),
+):
+    """Serve the agent over HTTP: /v1/reply, OpenAI-compatible /v1/chat/completions, /health."""
+    from .generate import load_agent
+    from .serve import ServeOptions
+    from .serve import serve as run_server
+
+    agent = load_agent(run, device=device)
+    run_server(agent, host, port, ServeOptions(api_key=api_key, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                                               max_new_tokens=max_new_tokens, batching=not no_batching))
+
+
+@app.command("export")
+def export_cmd(
+    run: Path = typer.Argument(..., help="Trained run directory."),
+    out: Path = typer.Option(..., "--out", "-o", help="Export directory."),
+    merge: bool = typer.Option(False, "--merge", help="Merge LoRA weights into a bf16 copy of the base."),
+    data: Optional[Path] = typer.Option(None, help="Data for the QLoRA drift check (default: the run's data)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite a non-empty export directory."),
+):
+    """Export the adapter (+ base reference), or a merged standard HF checkpoint."""
+    from .export import export as run_export
+
+    report = run_export(run, out, merge=merge, force=force, data=data)
+    if "qlora_drift" in report:
+        d = report["qlora_drift"]
+        typer.echo(f"QLoRA merged into a dequantized base: {d['identical_replies']}/{d['examples']} greedy replies "
+                   f"identical to the 4-bit adapter's (word agreement {d['word_agreement']:.2%})")
+    typer.echo(f"wrote {'merged model' if merge else 'adapter'} to {out}")
+
+
+@app.command()
+def bench(
+    model: str = typer.Option("tinyllama-arch", help=h(BenchConfig, "model")),
+    methods: str = typer.Option("qlora,lora,prompt-tuning", help=h(BenchConfig, "methods")),
+    device: str = typer.Option("auto", help=h(BenchConfig, "device")),
+    data: str = typer.Option("builtin", help=h(BenchConfig, "data")),
+    tokenizer: Optional[str] = typer.Option(None, help=h(BenchConfig, "tokenizer")),
+    steps: Optional[int] = typer.Option(None, help=h(BenchConfig, "steps")),
+    warmup: Optional[int] = typer.Option(None, help=h(BenchConfig, "warmup")),
+    compile: bool = typer.Option(False, "--compile", help=h(BenchConfig, "compile")),
+    liger: bool = typer.Option(False, "--liger", help=h(BenchConfig, "liger")),
+    static_cache: bool = typer.Option(False, "--static-cache", help=h(BenchConfig, "static_cache")),
+    no_generation: bool = typer.Option(False, "--no-generation", help="Skip the generation benchmark."),
+    quick: bool = typer.Option(False, "--quick", help="Tiny random model, few steps: checks the harness in under a minute on a CPU."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help=h(BenchConfig, "out")),
+):
+    """Measure the seed recipe against supporttune's fast path (training and generation)."""
+    from .bench_run import run_bench
+
+    if out is not None and out.exists() and out.is_dir():
+        raise UserError(f"{out}: is a directory; give a JSON file path")
+    values = dict(model=model, methods=methods, device=device, data=data, tokenizer=tokenizer, steps=steps, warmup=warmup,
+                  compile=compile, liger=liger, static_cache=static_cache, generation=not no_generation, out=out)
+    if quick:
+        values.update(model="tiny-arch" if model == "tinyllama-arch" else model, steps=steps or 4, warmup=warmup or 1,
+                      new_tokens=16, seed_loop_samples=4)
+    run_bench(build(BenchConfig, **values), log=typer.echo)
 
 
 def main() -> None:

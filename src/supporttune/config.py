@@ -212,3 +212,40 @@ def _grid_label(key: str, value) -> str:
     if isinstance(value, list):
         value = "+".join(map(str, value))
     return f"{short.get(key, key + '-')}{value}"
+
+
+class BenchConfig(StageConfig):
+    """`supporttune bench`: seed recipe vs fast path, same data and steps, one process."""
+
+    model: str = Field("tinyllama-arch", description="tinyllama-arch, smollm2-arch, tiny-arch, or a model preset/path (random weights of its config).")
+    methods: list[str] = Field(["qlora", "lora", "prompt-tuning"], description="Methods to measure (comma-separated).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to measure.")
+    data: str = Field("builtin", description="Prepared data directory, or 'builtin'.")
+    tokenizer: str | None = Field(None, description="Tokenizer directory (default: the embedded model's).")
+    steps: int = Field(12, gt=0, description="Measured optimizer steps per path (after warm-up).")
+    warmup: int = Field(3, ge=0, description="Unmeasured warm-up steps.")
+    repeats: int = Field(3, gt=0, description="Measured steps are split into this many repeats; the median is reported.")
+    compile: bool = Field(False, description="Also measure the fast path under torch.compile.")
+    liger: bool = Field(False, description="Also measure the fast path with Liger fused kernels.")
+    generation: bool = Field(True, description="Also benchmark generation.")
+    new_tokens: int = Field(64, gt=1, description="Generated tokens per reply in the generation benchmark.")
+    seed_loop_samples: int = Field(16, gt=0, description="Prompts timed in the seed's one-at-a-time loop.")
+    static_cache: bool = Field(False, description="Use a static KV cache in batched generation.")
+    seed: int = Field(0, description="Seed of data order and initial weights.")
+    out: Path | None = Field(None, description="Write the JSON result here.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _coerce(cls, values):
+        if isinstance(values, dict) and isinstance(values.get("methods"), str):
+            values = {**values, "methods": _split_csv(values["methods"])}
+        return values
+
+    @model_validator(mode="after")
+    def _check(self) -> "BenchConfig":
+        from .methods import REGISTRY
+
+        unknown = [m for m in self.methods if m not in REGISTRY]
+        if unknown:
+            raise ValueError(f"unknown method(s) {', '.join(unknown)}")
+        return self

@@ -25,6 +25,7 @@ class DecodeSettings:
     max_new_tokens: int = 64
     batch_size: int = 16
     do_sample: bool = False  # greedy: reproducible, comparable across variants
+    temperature: float = 1.0  # used only when do_sample (chat/serve clients may ask for it)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -36,6 +37,7 @@ class Generated:
     new_tokens: int
     hit_max: bool
     latency_s: float | None = None  # batched wall time / batch size (amortized per sample)
+    token_ids: list[int] | None = None
 
 
 @dataclass
@@ -98,12 +100,17 @@ def _generate_ids(agent: Agent, prompts: list[list[int]], settings: DecodeSettin
     for i, p in enumerate(prompts):
         ids[i, width - len(p):] = torch.tensor(p)
         mask[i, width - len(p):] = 1
+    kwargs = dict(max_new_tokens=settings.max_new_tokens, do_sample=settings.do_sample,
+                  eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                  **({"temperature": settings.temperature, "top_p": 1.0, "top_k": 0} if settings.do_sample else
+                     {"temperature": None, "top_p": None, "top_k": None}))
     _sync(agent.device)
     t0 = time.perf_counter()
-    out = agent.model.generate(
-        input_ids=ids.to(agent.device), attention_mask=mask.to(agent.device),
-        max_new_tokens=settings.max_new_tokens, do_sample=settings.do_sample,
-        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    if _is_prompt_tuning(agent.model):
+        out = _generate_prompt_tuning(agent.model, ids.to(agent.device), mask.to(agent.device), kwargs)
+        width = 0  # generate() from embeddings returns only the new tokens
+    else:
+        out = agent.model.generate(input_ids=ids.to(agent.device), attention_mask=mask.to(agent.device), **kwargs)
     _sync(agent.device)
     per_sample = (time.perf_counter() - t0) / len(prompts)
     new = out[:, width:] if out.shape[1] > width else out[:, :0]
@@ -111,8 +118,38 @@ def _generate_ids(agent: Agent, prompts: list[list[int]], settings: DecodeSettin
     for row in new.tolist():
         n = next((i for i, t in enumerate(row) if t == tok.eos_token_id), len(row))
         results.append(Generated(tok.decode(row[:n], skip_special_tokens=True).strip(), n,
-                                 n >= settings.max_new_tokens, per_sample))
+                                 n >= settings.max_new_tokens, per_sample, row[:n]))
     return results
+
+
+def _is_prompt_tuning(model) -> bool:
+    config = getattr(model, "active_peft_config", None)
+    return config is not None and getattr(config, "peft_type", None) is not None and config.peft_type.value == "PROMPT_TUNING"
+
+
+def _generate_prompt_tuning(model, ids: torch.Tensor, mask: torch.Tensor, kwargs: dict) -> torch.Tensor:
+    """Batched generation for prompt tuning, laid out exactly as in training.
+
+    PEFT's own generate puts the virtual tokens *before* the left padding, so in a padded row they
+    sit at other positions than in training (and PEFT drops position ids). Here each row is
+    ``[pad ... pad][virtual tokens][prompt]``: the base model sees the virtual tokens at positions
+    0..V-1 and the prompt right after them, as it did in training, at any padding.
+    """
+    base = model.get_base_model()
+    batch, width = ids.shape
+    prompt = model.get_prompt(batch_size=batch)  # (B, V, H)
+    virtual = prompt.shape[1]
+    tokens = base.get_input_embeddings()(ids)
+    embeds = torch.zeros((batch, virtual + width, tokens.shape[-1]), dtype=tokens.dtype, device=ids.device)
+    new_mask = torch.zeros((batch, virtual + width), dtype=mask.dtype, device=ids.device)
+    lengths = mask.sum(dim=1).tolist()
+    for i, n in enumerate(lengths):
+        start = width - n
+        embeds[i, :start] = tokens[i, :start]  # padding, masked out
+        embeds[i, start:start + virtual] = prompt[i].to(tokens.dtype)
+        embeds[i, start + virtual:] = tokens[i, start:]
+        new_mask[i, start:] = 1
+    return base.generate(inputs_embeds=embeds, attention_mask=new_mask, **kwargs)
 
 
 def generate_replies(agent: Agent, examples: list[dict], settings: DecodeSettings, shots: list[list[dict]] | None = None,
