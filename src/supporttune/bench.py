@@ -77,25 +77,42 @@ class PathResult:
     settings: dict = field(default_factory=dict)
 
 
-def build_base(arch: str | dict, device: str, dtype: torch.dtype, quantize: bool, seed: int = 0):
-    """A random-weight Llama of the given architecture (speed does not depend on weight values)."""
+_CHECKPOINTS: dict[str, str] = {}
+
+
+def _checkpoint(arch: str | dict, device: str, seed: int) -> str:
+    """Random weights saved once per architecture, so every path and method starts identical."""
+    import json
     import tempfile
 
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig, LlamaConfig
+    from transformers import AutoModelForCausalLM, LlamaConfig
 
-    torch.manual_seed(seed)
-    config = LlamaConfig(**(ARCHS[arch] if isinstance(arch, str) else arch), pad_token_id=0, bos_token_id=1, eos_token_id=2)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    key = json.dumps(arch, sort_keys=True) + device + str(seed)
+    if key not in _CHECKPOINTS:
+        torch.manual_seed(seed)
+        config = LlamaConfig(**(ARCHS[arch] if isinstance(arch, str) else arch), pad_token_id=0, bos_token_id=1,
+                             eos_token_id=2)
+        with torch.device(device):  # initialise on the GPU: a 1.1B model inits in seconds there
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16 if device == "cuda" else torch.float32)
+        path = tempfile.mkdtemp(prefix="supporttune-bench-")
+        model.save_pretrained(path)
+        del model
+        free_memory()
+        _CHECKPOINTS[key] = path
+    return _CHECKPOINTS[key]
+
+
+def build_base(arch: str | dict, device: str, dtype: torch.dtype, quantize: bool, seed: int = 0):
+    """A random-weight Llama of the given architecture (speed does not depend on weight values)."""
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    path = _checkpoint(arch, device, seed)
+    where = {"": device if device == "cpu" else 0}
     if not quantize:
-        return model.to(device=device, dtype=dtype)
-    with tempfile.TemporaryDirectory() as tmp:  # 4-bit quantization happens at load time
-        model.save_pretrained(tmp)
-        compute = torch.float16 if dtype == torch.float16 else torch.bfloat16
-        q = AutoModelForCausalLM.from_pretrained(tmp, dtype=dtype, device_map={"": device if device == "cpu" else 0},
-                                                 quantization_config=BitsAndBytesConfig(
-                                                     load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                     bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute))
-    return q
+        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, device_map=where)
+    compute = torch.float16 if dtype == torch.float16 else torch.bfloat16
+    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, device_map=where, quantization_config=BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute))
 
 
 def step_batches(examples: list[dict], steps: int, per_step: int, seed: int) -> list[list[dict]]:

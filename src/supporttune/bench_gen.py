@@ -49,8 +49,9 @@ def bench_generation(model, prompts: list[list[int]], device: str, new_tokens: i
     for i in range(0, len(order), batch_size):
         _generate(model, [prompts[j] for j in order[i:i + batch_size]], new_tokens, device, **kw)
     batched = time.perf_counter() - t0
-    ttft = [_generate(model, [p], 1, device) for p in prompts[:8]]
-    full = [_generate(model, [p], new_tokens, device) for p in prompts[:8]]
+    _generate(model, prompts[:1], new_tokens, device, **kw)  # warm-up (and compile) at batch 1
+    ttft = [_generate(model, [p], 1, device, **kw) for p in prompts[:8]]
+    full = [_generate(model, [p], new_tokens, device, **kw) for p in prompts[:8]]
     tpot = [(f - t) / (new_tokens - 1) for f, t in zip(full, ttft)]
     n = len(prompts)
     return {

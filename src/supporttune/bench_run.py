@@ -70,7 +70,7 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
         paths.append(fast_path(device, compile_=True))
     if cfg.liger:
         paths.append(fast_path(device, liger=True))
-    for method in cfg.methods:
+    for method in cfg.methods if cfg.training else []:
         for path in paths:
             if method == "qlora" and device == "cpu" and path.dtype == "fp16":
                 continue

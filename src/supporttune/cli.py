@@ -202,13 +202,23 @@ def run_cmd(
 
 
 @app.command()
-def report(out: Path = typer.Argument(..., help="Suite directory (with variants/ and baselines/).")):
+def report(
+    out: Path = typer.Argument(..., help="Suite directory (with variants/ and baselines/)."),
+    rescore: bool = typer.Option(False, "--rescore", help="Recompute every entry's scores from its predictions first."),
+):
     """Rebuild results.json, report.md and report.html from a suite directory."""
     from .report.build import build_results
     from .report.render import render_report
 
     if not out.is_dir():
         raise UserError(f"{out}: not a directory")
+    if rescore:
+        from .evaluate import rescore as rescore_dir
+
+        for eval_dir in sorted(out.glob("*/*/eval")):
+            if (eval_dir / "predictions.jsonl").is_file():
+                rescore_dir(eval_dir, EvalConfig(baseline="constant", out=eval_dir.parent))
+                typer.echo(f"rescored {eval_dir}")
     build_results(out)
     md, page = render_report(out)
     typer.echo(f"wrote {out / 'results.json'}, {md} and {page}")
@@ -285,6 +295,7 @@ def bench(
     liger: bool = typer.Option(False, "--liger", help=h(BenchConfig, "liger")),
     static_cache: bool = typer.Option(False, "--static-cache", help=h(BenchConfig, "static_cache")),
     no_generation: bool = typer.Option(False, "--no-generation", help="Skip the generation benchmark."),
+    no_training: bool = typer.Option(False, "--no-training", help="Skip the training benchmark."),
     quick: bool = typer.Option(False, "--quick", help="Tiny random model, few steps: checks the harness in under a minute on a CPU."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help=h(BenchConfig, "out")),
 ):
@@ -294,9 +305,10 @@ def bench(
     if out is not None and out.exists() and out.is_dir():
         raise UserError(f"{out}: is a directory; give a JSON file path")
     values = dict(model=model, methods=methods, device=device, data=data, tokenizer=tokenizer, steps=steps, warmup=warmup,
-                  compile=compile, liger=liger, static_cache=static_cache, generation=not no_generation, out=out)
+                  compile=compile, liger=liger, static_cache=static_cache, generation=not no_generation, out=out,
+                  training=not no_training)
     if quick:
-        values.update(model="tiny-arch" if model == "tinyllama-arch" else model, steps=steps or 4, warmup=warmup or 1,
+        values.update(model="tiny-arch" if model == "tinyllama-arch" else model, steps=steps or 3, warmup=warmup or 1, repeats=1,
                       new_tokens=16, seed_loop_samples=4)
     run_bench(build(BenchConfig, **values), log=typer.echo)
 

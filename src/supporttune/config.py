@@ -228,6 +228,7 @@ class BenchConfig(StageConfig):
     compile: bool = Field(False, description="Also measure the fast path under torch.compile.")
     liger: bool = Field(False, description="Also measure the fast path with Liger fused kernels.")
     generation: bool = Field(True, description="Also benchmark generation.")
+    training: bool = Field(True, description="Benchmark training (off: generation only).")
     new_tokens: int = Field(64, gt=1, description="Generated tokens per reply in the generation benchmark.")
     seed_loop_samples: int = Field(16, gt=0, description="Prompts timed in the seed's one-at-a-time loop.")
     static_cache: bool = Field(False, description="Use a static KV cache in batched generation.")

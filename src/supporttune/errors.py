@@ -15,3 +15,9 @@ class RunFailed(Exception):
     """A training or evaluation run could not finish (NaN loss, out of memory, ...)."""
 
     exit_code = 1
+
+
+class Interrupted(RunFailed):
+    """Ctrl-C or SIGTERM during training: a checkpoint was saved; the whole job must stop."""
+
+    exit_code = 130

