@@ -89,3 +89,20 @@ def test_report_renders_in_headless_chromium(suite_run, tmp_path):
     dom = subprocess.run(flags + ["--dump-dom", (out / "report.html").as_uri()], check=True, capture_output=True,
                          text=True, timeout=120).stdout
     assert dom.count("<table>") >= 4 and dom.count("<img") == 3 and "supporttune report" in dom
+
+
+def test_report_rescore_recomputes_scores_from_predictions(suite_run):
+    from supporttune.cli import app
+    from typer.testing import CliRunner
+
+    out, _, _ = suite_run
+    metrics_path = out / "baselines" / "retrieval" / "eval" / "metrics.json"
+    before = json.loads(metrics_path.read_text())
+    doctored = {**before, "semantic_sim": None, "rougeL": -1.0}
+    metrics_path.write_text(json.dumps(doctored))
+    res = CliRunner().invoke(app, ["report", str(out), "--rescore"])
+    assert res.exit_code == 0, res.output
+    after = json.loads(metrics_path.read_text())
+    assert after["rescored"] and after["rougeL"] == before["rougeL"]
+    assert after["semantic_sim"] == pytest.approx(before["semantic_sim"], abs=1e-6)
+    assert after["latency_p50_s"] == before["latency_p50_s"]  # kept: only generation can measure it

@@ -34,7 +34,7 @@ SMOLLM2 = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, nu
                num_key_value_heads=3, vocab_size=49152, max_position_embeddings=8192, rms_norm_eps=1e-5,
                tie_word_embeddings=True, rope_theta=100000.0)
 TINY = dict(hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4,
-            num_key_value_heads=2, vocab_size=49152, max_position_embeddings=1024, tie_word_embeddings=True)
+            num_key_value_heads=2, vocab_size=8192, max_position_embeddings=1024, tie_word_embeddings=True)
 ARCHS = {"tinyllama-arch": TINYLLAMA, "smollm2-arch": SMOLLM2, "tiny-arch": TINY}
 
 

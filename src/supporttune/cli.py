@@ -308,15 +308,39 @@ def bench(
                   compile=compile, liger=liger, static_cache=static_cache, generation=not no_generation, out=out,
                   training=not no_training)
     if quick:
-        values.update(model="tiny-arch" if model == "tinyllama-arch" else model, steps=steps or 3, warmup=warmup or 1, repeats=1,
+        values.update(model="tiny-arch" if model == "tinyllama-arch" else model, steps=steps or 2, warmup=warmup or 1, repeats=1,
                       new_tokens=16, seed_loop_samples=4)
     run_bench(build(BenchConfig, **values), log=typer.echo)
 
 
+def _quiet_libraries() -> None:
+    """Keep library chatter that users cannot act on out of the terminal (set SUPPORTTUNE_DEBUG for it)."""
+    import logging
+
+    if not os.environ.get("SUPPORTTUNE_DEBUG"):
+        logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # "no `kernels` package" on CPU
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit."""
+    _quiet_libraries()
+    try:  # typer >= 0.16 vendors click
+        from typer._click import exceptions as click_errors
+    except ImportError:  # pragma: no cover
+        from click import exceptions as click_errors
+    if len(sys.argv) == 1:
+        sys.argv.append("--help")
     try:
-        app()
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
+    except click_errors.UsageError as e:  # bad flag or value: one line, not a box
+        where = f"supporttune {e.ctx.command_path.split(' ', 1)[1]}" if e.ctx and " " in e.ctx.command_path else "supporttune"
+        print(f"supporttune: error: {e.format_message()} (see `{where} --help`)", file=sys.stderr)
+        sys.exit(2)
+    except click_errors.ClickException as e:
+        print(f"supporttune: error: {e.format_message()}", file=sys.stderr)
+        sys.exit(e.exit_code or 1)
     except (UserError, RunFailed) as e:
         if os.environ.get("SUPPORTTUNE_DEBUG"):
             raise

@@ -98,6 +98,10 @@ def rescore(eval_dir: Path, cfg: EvalConfig) -> dict:
 
 def evaluate(cfg: EvalConfig) -> dict:
     """Evaluate one trained run (``cfg.run``) or one baseline (``cfg.baseline``)."""
+    if cfg.run:
+        from .generate import load_run_config
+
+        load_run_config(cfg.run)  # fail on a wrong run directory before anything else
     examples = load_split(cfg.data, cfg.split)[: cfg.limit]
     out_dir = (Path(cfg.run) if cfg.run else Path(cfg.out)) / "eval"
     if (out_dir / "metrics.json").is_file() and not cfg.force:
