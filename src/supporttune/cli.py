@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 from pydantic import ValidationError
 
-from .config import BenchConfig, EvalConfig, PrepareConfig, TrainConfig
+from .config import BenchConfig, EvalConfig, PrepareConfig, TrainConfig, validation_message
 from .errors import RunFailed, UserError
 
 app = typer.Typer(
@@ -48,9 +48,7 @@ def build(config: type, **values):
     try:
         return config(**given)
     except ValidationError as e:
-        first = e.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"]) or "config"
-        raise UserError(f"invalid {loc}: {first['msg']}") from None
+        raise UserError(validation_message(e)) from None
 
 
 @app.command()
@@ -83,19 +81,9 @@ def prepare(
 
 
 def load_yaml(path: Optional[Path]) -> dict:
-    if path is None:
-        return {}
-    import yaml
+    from .io import read_yaml_mapping
 
-    if not path.is_file():
-        raise UserError(f"{path}: config file not found")
-    try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(doc, dict):
-        raise UserError(f"{path}: expected a mapping of config fields")
-    return doc
+    return read_yaml_mapping(path) if path is not None else {}
 
 
 @app.command()

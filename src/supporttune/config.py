@@ -15,6 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from .io import sha256_json
 
 
+def validation_message(error) -> str:
+    """One line from a pydantic ValidationError: the first problem and where it is."""
+    first = error.errors()[0]
+    loc = ".".join(str(x) for x in first["loc"]) or "config"
+    return f"invalid {loc}: {first['msg']}"
+
+
 class StageConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -73,7 +80,7 @@ class TrainConfig(StageConfig):
     init_text: str = Field("You are a helpful customer support assistant.", description="Text the virtual tokens start from.")
     epochs: float = Field(3, gt=0, description="Training epochs (ignored when max_steps is set).")
     max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps.")
-    lr: float = Field(2e-4, gt=0, lt=1, description="Peak learning rate (linear decay).")
+    lr: float | None = Field(None, gt=0, lt=1, description="Peak learning rate (linear decay); default 2e-4 for adapters, 3e-2 for prompt/prefix tuning.")
     warmup: float = Field(0.03, ge=0, lt=1, description="Warm-up share of the steps.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     batch_size: int = Field(4, gt=0, description="Sequences per device per micro-batch.")
@@ -110,6 +117,8 @@ class TrainConfig(StageConfig):
             raise ValueError(f"unknown method '{self.method}' (choose from {', '.join(REGISTRY)})")
         if REGISTRY[self.method].uses_targets and not self.targets:
             raise ValueError(f"method '{self.method}' needs at least one target module")
+        if self.lr is None:  # virtual-token methods need a far higher rate than weight adapters
+            self.__dict__["lr"] = 3e-2 if REGISTRY[self.method].family == "prompt" else 2e-4
         return self
 
     @property

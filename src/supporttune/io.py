@@ -91,3 +91,19 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 def sha256_json(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def read_yaml_mapping(path: Path, what: str = "config file") -> dict:
+    """A YAML file holding a mapping, with one-line errors for a missing or malformed file."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: {what} not found")
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(doc, dict):
+        raise UserError(f"{path}: expected a mapping of config fields")
+    return doc

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import yaml
 
-from .config import EvalConfig, PrepareConfig, SuiteConfig, TrainConfig
+from .config import EvalConfig, PrepareConfig, SuiteConfig, TrainConfig, validation_message
 from .errors import Interrupted, RunFailed, UserError
-from .io import read_json, write_json
+from .io import read_json, read_yaml_mapping, write_json
 from .memory import free_memory
 
 PRESETS = ("quick", "full", "seed-recipe")
@@ -31,13 +31,7 @@ def preset_path(name: str) -> Path:
 def load_suite(path: Path, overrides: dict | None = None) -> SuiteConfig:
     from pydantic import ValidationError
 
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: suite config not found")
-    try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    doc = read_yaml_mapping(path, "suite config")
     for key, value in (overrides or {}).items():
         if key in ("model",):
             doc.setdefault("defaults", {})[key] = value
@@ -46,8 +40,7 @@ def load_suite(path: Path, overrides: dict | None = None) -> SuiteConfig:
     try:
         return SuiteConfig(**doc)
     except ValidationError as e:
-        err = e.errors()[0]
-        raise UserError(f"{path}: invalid {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        raise UserError(f"{path}: {validation_message(e)}") from None
 
 
 def _prepare_data(cfg: SuiteConfig, out: Path) -> Path:
