@@ -47,7 +47,7 @@ def agent(tiny_run):
 
 @pytest.fixture(scope="module")
 def base_url(agent):
-    app = create_app(agent, ServeOptions(api_key="sekret", max_new_tokens=8, max_body_bytes=4096))
+    app = create_app(agent, ServeOptions(api_key="sekret", max_new_tokens=8, max_body_bytes=16384))
     with Server(app) as url:
         yield url
 
@@ -77,8 +77,8 @@ def test_reply_endpoint(base_url):
     ({"content": b"{not json", "headers": {**AUTH, "content-type": "application/json"}}, 422, "invalid_request_error"),
     ({"json": {"brand": "x"}, "headers": AUTH}, 422, "invalid_request_error"),
     ({"json": {"message": ""}, "headers": AUTH}, 422, "invalid_request_error"),
-    ({"json": {"message": "x" * 5000}, "headers": AUTH}, 413, "request_too_large"),
-    ({"json": {"message": "word " * 700}, "headers": AUTH}, 422, "context_length_exceeded"),
+    ({"json": {"message": "x" * 20000}, "headers": AUTH}, 413, "request_too_large"),
+    ({"json": {"message": "word " * 1500}, "headers": AUTH}, 422, "context_length_exceeded"),  # > 1024 positions
 ])
 def test_bad_requests_get_json_errors_and_server_survives(base_url, kwargs, status, kind):
     r = httpx.post(f"{base_url}/v1/reply", timeout=60, **kwargs)
