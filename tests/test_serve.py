@@ -1,43 +1,14 @@
 """The HTTP service over real sockets on 127.0.0.1: endpoints, errors, the OpenAI client, load."""
 
-import asyncio
-import socket
-import statistics
-import threading
-import time
-
 import httpx
 import pytest
-import uvicorn
 
 from supporttune.generate import load_agent
+from supporttune.loadtest import LocalServer, load
 from supporttune.serve import ServeOptions, create_app
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, app):
-        self.port = _free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.time() + 30
-        while not self.server.started:
-            if time.time() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.05)
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+Server = LocalServer
 
 
 @pytest.fixture(scope="module")
@@ -121,28 +92,8 @@ def test_load_200_requests_16_clients_zero_failures(agent):
     results = {}
     for batching in (True, False):
         with Server(create_app(agent, ServeOptions(max_new_tokens=8, batching=batching, max_batch=16))) as url:
-            lat, failures = [], 0
-
-            async def client(i, http):
-                nonlocal failures
-                for j in range(i, 200, 16):
-                    t0 = time.perf_counter()
-                    r = await http.post(f"{url}/v1/reply", json={"message": f"order {j} has not arrived, where is it?"})
-                    lat.append(time.perf_counter() - t0)
-                    failures += r.status_code != 200
-
-            async def main():
-                async with httpx.AsyncClient(timeout=120) as http:
-                    await asyncio.gather(*(client(i, http) for i in range(16)))
-
-            t0 = time.perf_counter()
-            asyncio.run(main())
-            wall = time.perf_counter() - t0
-            health = httpx.get(f"{url}/health").json()
-        lat.sort()
-        results[batching] = {"requests": len(lat), "failures": failures, "p50_ms": 1000 * statistics.median(lat),
-                             "p95_ms": 1000 * lat[int(0.95 * len(lat)) - 1], "rps": len(lat) / wall,
-                             "batches": health["batches_served"]}
+            results[batching] = load(url, requests=200, clients=16, timeout=120)
+            results[batching]["batches"] = httpx.get(f"{url}/health").json()["batches_served"]
         print(f"\nload test (tiny model, batching={'on' if batching else 'off'}): {results[batching]}")
     assert results[True]["requests"] == 200 and results[True]["failures"] == 0 and results[False]["failures"] == 0
     assert results[True]["batches"] < 200 and results[False]["batches"] == 200  # requests really were batched
