@@ -25,7 +25,7 @@ import torch
 
 from . import methods
 from .config import TrainConfig
-from .memory import free_memory
+from .memory import free_memory, sync
 
 TINYLLAMA = dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
                  num_key_value_heads=4, vocab_size=32000, max_position_embeddings=2048, rms_norm_eps=1e-5,
@@ -147,10 +147,6 @@ def collate(items: list[dict], pad_to: int | None, multiple: int, vocab: int, de
     return {k: v.to(device) for k, v in {"input_ids": ids, "attention_mask": mask, "labels": labels}.items()}
 
 
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
 
 def train_path(arch, method_name: str, path: PathSpec, batches: list[list[dict]], device: str, warmup: int,
                repeats: int, peak_flops: float | None, extra: dict | None = None) -> PathResult:
@@ -161,8 +157,7 @@ def train_path(arch, method_name: str, path: PathSpec, batches: list[list[dict]]
 
         apply_liger_kernel_to_llama(rope=True, rms_norm=True, swiglu=True, cross_entropy=False, fused_linear_cross_entropy=True)
     # fp16 autocast needs fp32 master weights for the trainable part; the frozen base stays in `dtype`.
-    base = build_base(arch, device, dtype if dtype != torch.float16 or method.quantize_4bit else torch.float16,
-                      method.quantize_4bit)
+    base = build_base(arch, device, dtype, method.quantize_4bit)
     n_params = sum(p.numel() for p in base.parameters()) if not method.quantize_4bit else base.num_parameters()
     base.config.use_cache = False
     cfg = TrainConfig(method=method_name, r=8, alpha=32, virtual_tokens=20, prompt_init="random",
@@ -183,7 +178,7 @@ def train_path(arch, method_name: str, path: PathSpec, batches: list[list[dict]]
         torch.cuda.reset_peak_memory_stats()
     losses, step_times, real_tokens, padded = [], [], [], 0
     for step, batch in enumerate(batches):
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         step_loss, tokens, slots = 0.0, 0, 0
         for i in range(0, len(batch), path.micro_batch):
@@ -197,7 +192,7 @@ def train_path(arch, method_name: str, path: PathSpec, batches: list[list[dict]]
         scaler.step(opt)
         scaler.update()
         opt.zero_grad(set_to_none=True)
-        _sync(device)
+        sync(device)
         if step >= warmup:
             step_times.append(time.perf_counter() - t0)
             real_tokens.append(tokens)
@@ -239,10 +234,10 @@ def matmul_peak_flops(device: str, n: int = 8192) -> float | None:
     b = torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(3):
         a @ b
-    _sync(device)
+    sync(device)
     reps = 20 if device == "cuda" else 5
     t0 = time.perf_counter()
     for _ in range(reps):
         a @ b
-    _sync(device)
+    sync(device)
     return 2 * n**3 * reps / (time.perf_counter() - t0)

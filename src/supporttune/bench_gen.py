@@ -11,10 +11,8 @@ import time
 
 import torch
 
+from .memory import sync
 
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 @torch.inference_mode()
@@ -25,11 +23,11 @@ def _generate(model, prompts: list[list[int]], new_tokens: int, device: str, pad
     for i, p in enumerate(prompts):
         ids[i, width - len(p):] = torch.tensor(p)
         mask[i, width - len(p):] = 1
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=new_tokens,
                    min_new_tokens=new_tokens, do_sample=False, pad_token_id=pad_id, **kw)
-    _sync(device)
+    sync(device)
     return time.perf_counter() - t0
 
 

@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from .errors import UserError
+from .memory import sync
 from .models import ModelRef, load_model, load_tokenizer, pick_device, pick_dtype, resolve
 from .progress import track
 from .prompts import PromptSpec, encode_prompt
@@ -104,14 +105,14 @@ def _generate_ids(agent: Agent, prompts: list[list[int]], settings: DecodeSettin
                   eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
                   **({"temperature": settings.temperature, "top_p": 1.0, "top_k": 0} if settings.do_sample else
                      {"temperature": None, "top_p": None, "top_k": None}))
-    _sync(agent.device)
+    sync(agent.device)
     t0 = time.perf_counter()
     if _is_prompt_tuning(agent.model):
         out = _generate_prompt_tuning(agent.model, ids.to(agent.device), mask.to(agent.device), kwargs)
         width = 0  # generate() from embeddings returns only the new tokens
     else:
         out = agent.model.generate(input_ids=ids.to(agent.device), attention_mask=mask.to(agent.device), **kwargs)
-    _sync(agent.device)
+    sync(agent.device)
     per_sample = (time.perf_counter() - t0) / len(prompts)
     new = out[:, width:] if out.shape[1] > width else out[:, :0]
     results = []
@@ -165,10 +166,6 @@ def generate_replies(agent: Agent, examples: list[dict], settings: DecodeSetting
     return results  # type: ignore[return-value]
 
 
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
 
 def batch1_latencies(agent: Agent, examples: list[dict], settings: DecodeSettings, n: int) -> list[float]:
     """Warm per-sample latency at batch size 1 (one warm-up call first, not timed)."""
@@ -178,10 +175,10 @@ def batch1_latencies(agent: Agent, examples: list[dict], settings: DecodeSetting
     _generate_ids(agent, [encode_prompt(agent.tokenizer, examples[0], agent.spec)], one)
     times = []
     for ex in examples[:n]:
-        _sync(agent.device)
+        sync(agent.device)
         t0 = time.perf_counter()
         _generate_ids(agent, [encode_prompt(agent.tokenizer, ex, agent.spec)], one)
-        _sync(agent.device)
+        sync(agent.device)
         times.append(time.perf_counter() - t0)
     return times
 

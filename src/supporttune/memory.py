@@ -36,6 +36,12 @@ class PeakTracker:
         return out
 
 
+def sync(device: str) -> None:
+    """Wait for queued GPU work, so host clocks time the device work (no-op on CPU)."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
 def free_memory() -> None:
     """Collect garbage and return cached CUDA blocks; call after deleting models."""
     gc.collect()

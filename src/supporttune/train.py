@@ -91,10 +91,8 @@ def _check_run_dir(cfg: TrainConfig) -> Path | None:
         previous = yaml.safe_load(saved.read_text()).get("identity")
         if previous and previous != cfg.identity():
             raise UserError(f"{out}: was made with a different config; use --force to start over or another --out")
-    from transformers.trainer_utils import get_last_checkpoint
-
-    ckpt_dir = out / CHECKPOINTS
-    return Path(get_last_checkpoint(str(ckpt_dir))) if ckpt_dir.is_dir() and get_last_checkpoint(str(ckpt_dir)) else None
+    last = _last_checkpoint(out)
+    return Path(last) if last else None
 
 
 def validate(cfg: TrainConfig):

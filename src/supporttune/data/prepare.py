@@ -20,7 +20,7 @@ from .clean import Limits, clean_text, filter_reason
 from .records import ReadResult
 from .split import split_by_thread
 from .tabular import read_tabular
-from .twcs import TWCS_COLUMNS, read_twcs
+from .twcs import read_twcs
 
 SPLITS = ("train", "val", "test")
 
