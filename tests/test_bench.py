@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from typer.testing import CliRunner
 
 from supporttune.cli import app
@@ -23,3 +25,25 @@ def test_bench_quick_on_cpu(tmp_path, tiny_model_dir):
     assert rows[("lora", "seed")]["pad_share"] > rows[("lora", "fast")]["pad_share"]
     assert r["generation"]["batched_samples_per_s"] > 0 and "random" in r["weights"]
     assert "tokens/s" in res.output
+
+
+@pytest.mark.multiprocess
+def test_bench_scaling_runs_real_launches_on_cpu(tmp_path, tiny_model_dir):
+    """`bench --scaling 1,2`: the harness (each point a real `train --nproc N`); CPU speed-ups mean nothing."""
+    out = tmp_path / "scaling.json"
+    res = CliRunner().invoke(app, ["bench", "--device", "cpu", "--quick", "--scaling", "1,2", "--methods", "lora",
+                                   "--tokenizer", str(tiny_model_dir), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    r = json.loads(out.read_text())
+    points = {p["processes"]: p for p in r["points"]}
+    assert set(points) == {1, 2} and r["global_batch"] == 8
+    assert points[2]["parallel"]["world_size"] == 2 and points[2]["parallel"]["grad_accum_per_device"] == 1
+    assert points[1]["parallel"]["grad_accum_per_device"] == 2
+    assert points[1]["efficiency"] == 1.0 and points[2]["steady_tokens_per_s"] > 0
+    # same data, same weights, same global batch: the same training whatever the process count
+    assert abs(points[1]["final_train_loss"] - points[2]["final_train_loss"]) < 1e-3
+
+
+def test_bench_scaling_rejects_bad_counts():
+    res = CliRunner().invoke(app, ["bench", "--scaling", "2,4", "--device", "cpu"])
+    assert res.exit_code != 0 and "starting at 1" in str(res.exception)

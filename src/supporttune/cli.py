@@ -80,6 +80,30 @@ def prepare(
     typer.echo(f"wrote {cfg.out}/{{train,val,test}}.jsonl and {cfg.out}/prepare_report.json")
 
 
+NPROC_HELP = ("Processes to spread the work over (one per GPU; on CPU, gloo processes). Launched through torch's "
+              "elastic launcher (torchrun); training uses DDP (or FSDP with --fsdp), the global batch stays "
+              "batch_size x grad_accum. [default: 1]")
+
+
+def spread(nproc: int, device: str, preflight=None, launch_one: bool = False) -> bool:
+    """Relaunch this very command as ``nproc`` workers (unless we are one); True if it ran that way.
+
+    One process runs in place, unless ``launch_one`` (FSDP needs the launcher even on one GPU).
+    """
+    from . import distributed
+
+    if nproc < 1:
+        raise UserError(f"--nproc must be at least 1 (got {nproc})")
+    if distributed.launched() or (nproc == 1 and not launch_one):
+        return False
+    from .models import pick_device
+
+    if preflight is not None:
+        preflight()
+    distributed.launch(sys.argv[1:], nproc, pick_device(device))
+    return True
+
+
 def load_yaml(path: Optional[Path]) -> dict:
     from .io import read_yaml_mapping
 
@@ -115,10 +139,15 @@ def train(
     max_train_samples: Optional[int] = typer.Option(None, help=h(TrainConfig, "max_train_samples")),
     seed: Optional[int] = typer.Option(None, help=h(TrainConfig, "seed")),
     device: Optional[str] = typer.Option(None, help=h(TrainConfig, "device")),
+    nproc: int = typer.Option(1, help=NPROC_HELP),
+    fsdp: Optional[bool] = typer.Option(None, "--fsdp/--ddp", help=h(TrainConfig, "fsdp")),
     resume: bool = typer.Option(False, "--resume", help=h(TrainConfig, "resume")),
     force: bool = typer.Option(False, "--force", help=h(TrainConfig, "force")),
 ):
     """Train one PEFT adapter (qlora, lora, dora, ia3, prompt-tuning, prefix-tuning) on a base model."""
+    from . import distributed
+    from .io import read_json
+    from .train import preflight
     from .train import train as run_train
 
     flags = dict(data=data, method=method, out=out, model=model, name=name, r=r, alpha=alpha, dropout=dropout,
@@ -126,9 +155,14 @@ def train(
                  epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
                  max_length=max_length, prompt_format=prompt_format, tags=tags, precision=precision,
                  gradient_checkpointing=gradient_checkpointing, max_train_samples=max_train_samples, seed=seed,
-                 device=device, resume=resume or None, force=force or None)
+                 device=device, fsdp=fsdp, resume=resume or None, force=force or None)
     cfg = build(TrainConfig, **{**load_yaml(config), **{k: v for k, v in flags.items() if v is not None}})
-    summary = run_train(cfg)
+    if spread(nproc, cfg.device, lambda: preflight(cfg, nproc), launch_one=cfg.fsdp):
+        summary = read_json(cfg.out / "train_summary.json")
+    else:
+        summary = run_train(cfg)
+        if distributed.launched():  # a worker: the launching process reports
+            return
     typer.echo(f"{cfg.variant}: {summary['steps']} steps in {summary['wall_time_s']}s, "
                f"train loss {summary['first_train_loss']} -> {summary['final_train_loss']}, "
                f"val loss {summary['final_val_loss']}, {summary['tokens_per_s']} tokens/s, "
@@ -151,15 +185,25 @@ def evaluate(
     prompt_format: str = typer.Option("chat", help=h(EvalConfig, "prompt_format")),
     tags: bool = typer.Option(True, "--tags/--no-tags", help=h(EvalConfig, "tags")),
     device: str = typer.Option("auto", help=h(EvalConfig, "device")),
+    nproc: int = typer.Option(1, help="Processes to shard generation over (one per GPU); predictions are gathered "
+                                      "in order and scored once. [default: 1]"),
     force: bool = typer.Option(False, "--force", help=h(EvalConfig, "force")),
 ):
     """Generate replies for held-out messages and score them (a run, or a baseline)."""
+    from . import distributed
     from .evaluate import evaluate as run_eval
+    from .evaluate import preflight
+    from .io import read_json
 
     cfg = build(EvalConfig, run=run, baseline=baseline, data=data, split=split, limit=limit, model=model, out=out,
                 max_new_tokens=max_new_tokens, batch_size=batch_size, latency_samples=latency_samples,
                 prompt_format=prompt_format, tags=tags, device=device, force=force)
-    m = run_eval(cfg)
+    if spread(nproc, cfg.device, lambda: preflight(cfg)):
+        m = read_json(Path(cfg.run or cfg.out) / "eval" / "metrics.json")
+    else:
+        m = run_eval(cfg)
+        if distributed.launched():  # a worker: the launching process reports
+            return
     typer.echo(f"{m['name']}: BLEU {m['bleu']:.2f}  ROUGE-L {m['rougeL']:.2f}  chrF {m['chrf']:.2f}  "
                f"SemSim {m['semantic_sim'] if m['semantic_sim'] is None else round(m['semantic_sim'], 3)}  "
                f"({m['examples']} examples)")
@@ -173,11 +217,14 @@ def run_cmd(
     data: Optional[str] = typer.Option(None, help="Raw data file, 'builtin', or a prepared directory (overrides the config)."),
     model: Optional[str] = typer.Option(None, help="Base model for every variant (overrides the config)."),
     out: Path = typer.Option(Path("runs/suite"), "--out", "-o", help="Suite directory."),
+    nproc: int = typer.Option(1, help=NPROC_HELP),
     resume: bool = typer.Option(False, "--resume", help="Continue a suite in an existing directory (finished entries are skipped)."),
     force: bool = typer.Option(False, "--force", help="Delete an existing suite directory first."),
 ):
     """The main job: prepare -> train every variant -> evaluate -> baselines -> compare -> report."""
-    from .suite import load_suite, preset_path, run_suite
+    from . import distributed
+    from .io import read_json
+    from .suite import load_suite, preflight, preset_path, run_suite
 
     if config and preset:
         raise UserError("give --config or --preset, not both")
@@ -185,7 +232,13 @@ def run_cmd(
     cfg = load_suite(path, {k: v for k, v in {"data": data, "model": model}.items() if v is not None})
     if out.exists() and any(out.iterdir()) and not (resume or force):
         raise UserError(f"{out}: suite directory exists (use --resume to continue it or --force to start over)")
-    results = run_suite(cfg, out, force=force, log=lambda m: typer.echo(m, err=True))
+    fsdp = any(TrainConfig(**{**cfg.defaults, **v}).fsdp for v in cfg.expanded())
+    if spread(nproc, cfg.defaults.get("device", "auto"), lambda: preflight(cfg, nproc), launch_one=fsdp):
+        results = read_json(out / "results.json")
+    else:
+        results = run_suite(cfg, out, force=force, log=lambda m: typer.echo(m, err=True))
+        if distributed.launched():  # a worker: the launching process reports
+            return
     typer.echo(f"best variant: {results['best_variant']} (by ROUGE-L); report: {out / 'report.html'} and {out / 'report.md'}")
 
 
@@ -285,13 +338,27 @@ def bench(
     no_generation: bool = typer.Option(False, "--no-generation", help="Skip the generation benchmark."),
     no_training: bool = typer.Option(False, "--no-training", help="Skip the training benchmark."),
     quick: bool = typer.Option(False, "--quick", help="Tiny random model, few steps: checks the harness in under a minute on a CPU."),
+    scaling: Optional[str] = typer.Option(None, help="Process counts, e.g. 1,2,4: measure how DDP training throughput "
+                                                     "scales (real `train --nproc N` runs; methods default to lora,qlora)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help=h(BenchConfig, "out")),
 ):
-    """Measure the seed recipe against supporttune's fast path (training and generation)."""
+    """Measure the seed recipe against supporttune's fast path (training and generation), or multi-GPU scaling."""
     from .bench_run import run_bench
 
     if out is not None and out.exists() and out.is_dir():
         raise UserError(f"{out}: is a directory; give a JSON file path")
+    if scaling is not None:
+        from .bench_scale import run_scaling
+        from .models import pick_device
+
+        try:
+            counts = [int(x) for x in scaling.split(",") if x.strip()]
+        except ValueError:
+            raise UserError(f"--scaling takes comma-separated process counts, e.g. 1,2,4 (got '{scaling}')") from None
+        chosen = build(BenchConfig, methods="lora,qlora" if methods == "qlora,lora,prompt-tuning" else methods).methods
+        run_scaling(counts, chosen, "tiny-arch" if quick else model, data, pick_device(device), steps or (6 if quick else 30),
+                    4 if quick else 16, out, tokenizer, log=typer.echo)
+        return
     values = dict(model=model, methods=methods, device=device, data=data, tokenizer=tokenizer, steps=steps, warmup=warmup,
                   compile=compile, liger=liger, static_cache=static_cache, generation=not no_generation, out=out,
                   training=not no_training)
@@ -310,7 +377,41 @@ def _quiet_libraries() -> None:
 
 
 def main() -> None:
-    """Entry point: user errors become one line on stderr and a non-zero exit."""
+    """Entry point: user errors become one line on stderr and a non-zero exit.
+
+    In a worker of a ``--nproc`` run, an error is recorded for the launcher, which prints it once.
+    """
+    from . import distributed
+
+    distributed.worker_prologue()
+    try:
+        _main()
+    except SystemExit as e:
+        if distributed.launched() and e.code not in (0, None) and _last_error is not None:
+            distributed.record_failure(_last_error, int(e.code))
+        raise
+    except BaseException as e:  # a bug or a library error: its traceback goes to the rank's log
+        if not distributed.launched():
+            raise
+        distributed.record_failure(e, 1)
+        sys.exit(1)
+
+
+_last_error: BaseException | None = None
+
+
+def _say(e: BaseException, line: str, code: int) -> None:
+    """Print the one-line error (a worker leaves that to its launcher) and exit."""
+    global _last_error
+    from . import distributed
+
+    _last_error = e
+    if not distributed.launched():
+        print(line, file=sys.stderr)
+    sys.exit(code)
+
+
+def _main() -> None:
     _quiet_libraries()
     try:  # typer >= 0.16 vendors click
         from typer._click import exceptions as click_errors
@@ -324,19 +425,15 @@ def main() -> None:
             sys.exit(code)
     except click_errors.UsageError as e:  # bad flag or value: one line, not a box
         where = f"supporttune {e.ctx.command_path.split(' ', 1)[1]}" if e.ctx and " " in e.ctx.command_path else "supporttune"
-        print(f"supporttune: error: {e.format_message()} (see `{where} --help`)", file=sys.stderr)
-        sys.exit(2)
+        _say(e, f"supporttune: error: {e.format_message()} (see `{where} --help`)", 2)
     except click_errors.ClickException as e:
-        print(f"supporttune: error: {e.format_message()}", file=sys.stderr)
-        sys.exit(e.exit_code or 1)
+        _say(e, f"supporttune: error: {e.format_message()}", e.exit_code or 1)
     except (UserError, RunFailed) as e:
         if os.environ.get("SUPPORTTUNE_DEBUG"):
             raise
-        print(f"supporttune: error: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        print("supporttune: interrupted", file=sys.stderr)
-        sys.exit(130)
+        _say(e, f"supporttune: error: {e}", e.exit_code)
+    except KeyboardInterrupt as e:
+        _say(e, "supporttune: interrupted", 130)
 
 
 if __name__ == "__main__":

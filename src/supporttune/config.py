@@ -98,6 +98,8 @@ class TrainConfig(StageConfig):
     save_steps: int = Field(50, gt=0, description="Checkpoint every N steps (for --resume).")
     seed: int = Field(42, description="Seed of initialisation, dropout and data order.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train.")
+    fsdp: bool = Field(False, description="With --nproc: shard weights, grads and optimizer state (FSDP) instead of "
+                                          "replicating the model (DDP); for models that do not fit one GPU.")
     out: Path = Field(Path("runs/run"), description="Run directory.")
     resume: bool = Field(False, description="Continue from the last checkpoint in the run directory.")
     force: bool = Field(False, description="Overwrite an existing run directory.")
@@ -115,6 +117,9 @@ class TrainConfig(StageConfig):
 
         if self.method not in REGISTRY:
             raise ValueError(f"unknown method '{self.method}' (choose from {', '.join(REGISTRY)})")
+        if self.fsdp and REGISTRY[self.method].quantize_4bit:
+            raise ValueError("fsdp is not supported with qlora here (its packed 4-bit weights cannot be sharded); "
+                             "use DDP (no --fsdp) or --method lora")
         if REGISTRY[self.method].uses_targets and not self.targets:
             raise ValueError(f"method '{self.method}' needs at least one target module")
         if self.lr is None:  # virtual-token methods need a far higher rate than weight adapters
@@ -128,7 +133,7 @@ class TrainConfig(StageConfig):
     def identity(self) -> dict:
         """The fields that define the result (not where it goes or how it is resumed)."""
         d = self.resolved()
-        for k in ("out", "resume", "force", "name", "device"):
+        for k in ("out", "resume", "force", "name", "device", "fsdp"):
             d.pop(k, None)
         return d
 

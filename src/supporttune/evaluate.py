@@ -2,6 +2,9 @@
 
 Writes ``<dir>/eval/predictions.jsonl`` (one line per example with its own scores) and
 ``<dir>/eval/metrics.json`` (headline keys, CIs, breakdowns, worst cases, decoding settings).
+
+Under ``--nproc N`` generation (and the perplexity pass) is sharded over the ranks, the replies are
+gathered back in input order, and rank 0 alone scores and writes.
 """
 
 from __future__ import annotations
@@ -11,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from . import distributed
 from .baselines import BASELINES, Retriever, constant_reply
 from .batching import load_split
 from .config import EvalConfig
 from .errors import UserError
-from .generate import DecodeSettings, Generated, batch1_latencies, generate_replies, load_agent, reference_perplexity
+from .generate import DecodeSettings, Generated, batch1_latencies, generate_replies, load_agent, reference_nll
 from .io import read_json, read_jsonl, write_json, write_jsonl
 from .memory import PeakTracker, free_memory
 from .metrics import HEADLINE, PER_EXAMPLE, CorpusStats, corpus_scores, length_stats, per_example_scores
@@ -96,8 +100,29 @@ def rescore(eval_dir: Path, cfg: EvalConfig) -> dict:
     return metrics
 
 
-def evaluate(cfg: EvalConfig) -> dict:
-    """Evaluate one trained run (``cfg.run``) or one baseline (``cfg.baseline``)."""
+def _generate_sharded(agent, examples: list[dict], settings: DecodeSettings, shots) -> list[Generated]:
+    """Replies in input order; with N ranks each generates every N-th example by prompt length."""
+    progress = f"generating ({agent.name})"
+    if not distributed.active():
+        return generate_replies(agent, examples, settings, shots, progress=progress)
+    from .prompts import encode_prompt
+
+    by_length = sorted(range(len(examples)), key=lambda i: len(encode_prompt(agent.tokenizer, examples[i], agent.spec)))
+    mine = distributed.shard(by_length)
+    part = generate_replies(agent, [examples[i] for i in mine], settings, [shots[i] for i in mine] if shots else None,
+                            progress=progress)
+    return distributed.gather_ordered(dict(zip(mine, part)))
+
+
+def _perplexity_sharded(agent, examples: list[dict]) -> float | None:
+    mine = distributed.shard(list(range(len(examples))))
+    sums = distributed.all_gather(reference_nll(agent, [examples[i] for i in mine]))
+    nll, tokens = sum(s[0] for s in sums), sum(s[1] for s in sums)
+    return float(np.exp(nll / tokens)) if tokens else None
+
+
+def preflight(cfg: EvalConfig) -> tuple[list[dict], Path]:
+    """Checks that need no model: the run directory, the data split, and nothing overwritten by accident."""
     if cfg.run:
         from .generate import load_run_config
 
@@ -106,6 +131,12 @@ def evaluate(cfg: EvalConfig) -> dict:
     out_dir = (Path(cfg.run) if cfg.run else Path(cfg.out)) / "eval"
     if (out_dir / "metrics.json").is_file() and not cfg.force:
         raise UserError(f"{out_dir}/metrics.json exists (use --force to re-evaluate)")
+    return examples, out_dir
+
+
+def evaluate(cfg: EvalConfig) -> dict:
+    """Evaluate one trained run (``cfg.run``) or one baseline (``cfg.baseline``); returns its metrics (rank 0)."""
+    examples, out_dir = preflight(cfg)
     settings = DecodeSettings(cfg.max_new_tokens, cfg.batch_size)
     peak = PeakTracker("cuda" if cfg.device == "cuda" else "cpu")
     meta: dict = {"decoding": settings.as_dict(), "split": cfg.split, "examples": len(examples), "data": str(cfg.data)}
@@ -118,17 +149,21 @@ def evaluate(cfg: EvalConfig) -> dict:
         latencies = [g.latency_s for g in gens]
         meta.update(trainable_params=0, trainable_pct=0.0, name=cfg.baseline)
     else:
-        agent = load_agent(cfg.run, model=cfg.model, device=cfg.device, spec=PromptSpec(cfg.prompt_format, cfg.tags))
+        from .models import pick_device
+
+        distributed.setup(pick_device(cfg.device))
+        with distributed.main_first():  # rank 0 fills the model cache if needed
+            agent = load_agent(cfg.run, model=cfg.model, device=cfg.device, spec=PromptSpec(cfg.prompt_format, cfg.tags))
         shots = None
         if cfg.baseline == "few-shot":
             retriever = Retriever(load_split(cfg.data, "train"))
             shots = [retriever.nearest(ex, cfg.few_shot_k) for ex in examples]
         t0 = time.perf_counter()
-        gens = generate_replies(agent, examples, settings, shots, progress=f"generating ({agent.name})")
+        gens = _generate_sharded(agent, examples, settings, shots)
         elapsed = time.perf_counter() - t0
-        if cfg.baseline != "few-shot":
+        if cfg.baseline != "few-shot" and distributed.is_main():
             latencies = batch1_latencies(agent, examples, settings, cfg.latency_samples)
-        meta["perplexity"] = reference_perplexity(agent, examples) if cfg.perplexity else None
+        meta["perplexity"] = _perplexity_sharded(agent, examples) if cfg.perplexity else None
         meta["name"] = cfg.baseline or agent.name
         if cfg.run:
             summary = read_json(Path(cfg.run) / "train_summary.json")
@@ -139,6 +174,9 @@ def evaluate(cfg: EvalConfig) -> dict:
             meta.update(trainable_params=0, trainable_pct=0.0)
         del agent
         free_memory()
+    if not distributed.is_main():
+        distributed.barrier()  # wait until rank 0 has written the results
+        return {}
     rows, metrics = score(examples, gens, latencies, cfg)
     n_tokens = sum(g.new_tokens for g in gens)
     metrics.update(throughput_samples_per_s=len(gens) / elapsed if elapsed else None,
@@ -147,6 +185,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     metrics.setdefault("trainable_params", 0)
     write_jsonl(out_dir / "predictions.jsonl", rows)
     write_json(out_dir / "metrics.json", metrics)
+    distributed.barrier()
     return metrics
 
 

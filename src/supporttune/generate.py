@@ -183,25 +183,16 @@ def batch1_latencies(agent: Agent, examples: list[dict], settings: DecodeSetting
     return times
 
 
-@torch.inference_mode()
-def reference_perplexity(agent: Agent, examples: list[dict], batch_size: int = 16, max_length: int = 1024) -> float | None:
+def reference_perplexity(agent: Agent, examples: list[dict]) -> float | None:
     """exp(mean NLL) of the reference replies (+EOS) under the model, prompt tokens masked."""
-    from .batching import EncodedDataset, PadCollator
+    nll, tokens = reference_nll(agent, examples)
+    return float(torch.exp(torch.tensor(nll / tokens))) if tokens else None
+
+
+@torch.inference_mode()
+def reference_nll(agent: Agent, examples: list[dict], batch_size: int = 16, max_length: int = 1024) -> tuple[float, int]:
+    """Summed NLL of the reference replies (+EOS) and the number of tokens it sums over."""
+    from .batching import EncodedDataset, PadCollator, nll_sums
 
     ds = EncodedDataset(examples, agent.tokenizer, agent.spec, max_length)
-    if not len(ds):
-        return None
-    collate = PadCollator(agent.tokenizer.pad_token_id)
-    total_nll, total_tokens = 0.0, 0
-    for i in range(0, len(ds), batch_size):
-        batch = collate([ds[j] for j in range(i, min(i + batch_size, len(ds)))])
-        batch = {k: v.to(agent.device) for k, v in batch.items()}
-        logits = agent.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
-        labels = batch["labels"]
-        logits = logits[:, -labels.shape[1]:]  # prompt-learning models prepend virtual tokens
-        shift_logits, shift_labels = logits[:, :-1], labels[:, 1:]
-        nll = torch.nn.functional.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]),
-                                                shift_labels.reshape(-1), ignore_index=-100, reduction="sum")
-        total_nll += float(nll)
-        total_tokens += int((shift_labels != -100).sum())
-    return float(torch.exp(torch.tensor(total_nll / max(total_tokens, 1))))
+    return nll_sums(agent.model, ds.items, PadCollator(agent.tokenizer.pad_token_id), batch_size, agent.device)

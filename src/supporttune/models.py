@@ -84,13 +84,16 @@ def ensure_embedded_cached() -> Path:
     model.hf_quantizer = None
     model.is_quantized = False
     model.config._name_or_path = "HuggingFaceTB/SmolLM2-135M-Instruct (embedded GGUF Q4_1, dequantized)"
-    tmp = target.with_name(target.name + ".tmp")
+    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")  # per process: ranks may race here
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
+    del model
+    if (target / "model.safetensors").is_file():  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+        return target
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
-    del model
     return target
 
 
@@ -147,6 +150,19 @@ def pick_dtype(precision: str, device: str) -> torch.dtype:
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+def device_map(device: str) -> dict:
+    """Where a quantized base goes: whole, on this process's own GPU.
+
+    Under DDP each rank must hold its own full copy on its own device; ``device_map="auto"`` (or
+    cuda:0) would pile every rank's copy on GPU 0 or split one copy across GPUs.
+    """
+    if device == "cuda":
+        from .distributed import local_rank
+
+        return {"": f"cuda:{local_rank()}"}
+    return {"": device}
+
+
 def bnb_available() -> tuple[bool, str]:
     try:
         import bitsandbytes  # noqa: F401
@@ -182,7 +198,7 @@ def load_model(ref: ModelRef, *, dtype: torch.dtype, device: str, quantize_4bit:
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=compute)
-        kwargs["device_map"] = {"": device if device != "cuda" else torch.cuda.current_device()}
+        kwargs["device_map"] = device_map(device)
     try:
         model = AutoModelForCausalLM.from_pretrained(local_dir(ref), **kwargs)
     except OSError as e:
@@ -190,5 +206,5 @@ def load_model(ref: ModelRef, *, dtype: torch.dtype, device: str, quantize_4bit:
             raise _hub_error(ref, e) from None
         raise
     if not quantize_4bit:
-        model.to(device)
+        model.to(device_map(device)[""])
     return model

@@ -3,6 +3,10 @@
 Resumable: a variant whose ``eval/metrics.json`` exists and whose resolved config hash matches is
 skipped; a half-trained one continues from its checkpoint. A variant that fails is recorded with
 its error (``failed.json``) and the suite goes on; the report lists it as failed.
+
+With ``--nproc N`` every rank runs this loop: training is DDP/FSDP, generation is sharded, and
+rank 0 alone writes. There a failed variant ends the whole run instead (the ranks could not agree
+on going on after an error on one of them); ``--resume`` then continues where it stopped.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from pathlib import Path
 
 import yaml
 
+from . import distributed
+from .batching import split_global_batch
 from .config import EvalConfig, PrepareConfig, SuiteConfig, TrainConfig, validation_message
 from .errors import Interrupted, RunFailed, UserError
 from .io import read_json, read_yaml_mapping, write_json
@@ -41,6 +47,16 @@ def load_suite(path: Path, overrides: dict | None = None) -> SuiteConfig:
         return SuiteConfig(**doc)
     except ValidationError as e:
         raise UserError(f"{path}: {validation_message(e)}") from None
+
+
+def preflight(cfg: SuiteConfig, nproc: int) -> None:
+    """Checks for a multi-process launch: every variant's global batch must split over ``nproc``."""
+    for v in cfg.expanded():
+        t = TrainConfig(**{**cfg.defaults, **v})
+        try:
+            split_global_batch(t.batch_size, t.grad_accum, nproc)
+        except UserError as e:
+            raise UserError(f"variant {v['name']}: {e}") from None
 
 
 def _prepare_data(cfg: SuiteConfig, out: Path) -> Path:
@@ -82,15 +98,23 @@ def _baseline_cfg(name: str, cfg: SuiteConfig, data: Path, out: Path) -> EvalCon
 
 def run_suite(cfg: SuiteConfig, out: Path, force: bool = False, log=print) -> dict:
     """Run (or resume) the whole suite into ``out``; returns the results document."""
-    out = Path(out)
-    if force and out.exists():
-        import shutil
+    from .models import pick_device
 
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "suite.yaml").write_text(yaml.safe_dump(cfg.resolved(), sort_keys=False))
+    out = Path(out)
+    distributed.setup(pick_device(cfg.defaults.get("device", "auto")))
+    main = distributed.is_main()
+    log = log if main else (lambda _m: None)
+    data = None
+    if main:
+        if force and out.exists():
+            import shutil
+
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "suite.yaml").write_text(yaml.safe_dump(cfg.resolved(), sort_keys=False))
+        data = _prepare_data(cfg, out)
+    data = distributed.broadcast(data)
     t0 = time.perf_counter()
-    data = _prepare_data(cfg, out)
     entries = []
     jobs = [("variant", v["name"], v) for v in cfg.expanded()] + [("baseline", b, None) for b in cfg.baselines]
     for i, (kind, name, variant) in enumerate(jobs, 1):
@@ -114,11 +138,15 @@ def run_suite(cfg: SuiteConfig, out: Path, force: bool = False, log=print) -> di
                 from .evaluate import evaluate
 
                 evaluate(_baseline_cfg(name, cfg, data, dir_))
-            write_json(dir_ / "suite_entry.json", {**entry, "status": "ok"})
+            if main:
+                write_json(dir_ / "suite_entry.json", {**entry, "status": "ok"})
+            distributed.barrier()
             entries.append({**entry, "status": "ok", "seconds": round(time.perf_counter() - started, 1)})
         except Interrupted:
             raise  # Ctrl-C / SIGTERM: stop the suite; `--resume` continues from the checkpoint
         except (UserError, RunFailed, RuntimeError, ValueError, OSError, MemoryError) as e:
+            if distributed.launched():
+                raise
             err = f"{type(e).__name__}: {e}"
             log(f"[{i}/{len(jobs)}] {kind} {name}: FAILED ({err})")
             dir_.mkdir(parents=True, exist_ok=True)
@@ -126,6 +154,8 @@ def run_suite(cfg: SuiteConfig, out: Path, force: bool = False, log=print) -> di
             entries.append({**entry, "status": "failed", "error": err})
         finally:
             free_memory()
+    if not main:
+        return {}
     write_json(out / "suite_status.json", {"entries": entries, "seconds": round(time.perf_counter() - t0, 1)})
     from .report.build import build_results
     from .report.render import render_report

@@ -13,77 +13,31 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import time
 from pathlib import Path
 
 import torch
 import yaml
 
-from . import methods
-from .batching import EncodedDataset, PadCollator, load_split
+from . import distributed, methods
+from .batching import EncodedDataset, PadCollator, load_split, split_global_batch
 from .config import TrainConfig
 from .errors import Interrupted, RunFailed, UserError
-from .io import append_jsonl, read_json, read_jsonl, write_json, write_jsonl
+from .io import read_json, read_jsonl, write_json, write_jsonl
 from .memory import PeakTracker, free_memory
 from .models import local_dir, module_names, pick_device, pick_dtype, resolve
 from .prompts import PromptSpec
 from .provenance import provenance
+from .trainer import NonFiniteLoss, install_signal_handlers, restore_signal_handlers, steady_throughput, trainer_classes
 
 CHECKPOINTS = "checkpoints"
 
 
-class NonFiniteLoss(Exception):
-    pass
-
-
-def _trainer_classes():
-    """Build the Trainer subclass and callbacks lazily (transformers is a heavy import)."""
-    from transformers import Trainer, TrainerCallback
-
-    class SupportTrainer(Trainer):
-        real_tokens = 0
-
-        def training_step(self, model, inputs, num_items_in_batch=None):
-            self.real_tokens += int(inputs["attention_mask"].sum())
-            loss = super().training_step(model, inputs, num_items_in_batch)
-            if not torch.isfinite(loss).all():
-                raise NonFiniteLoss(f"loss became {loss.item()} at step {self.state.global_step + 1}")
-            return loss
-
-    class RunLog(TrainerCallback):
-        """loss.jsonl as it goes, peak memory sampling, and checkpoint-then-stop on SIGINT/SIGTERM."""
-
-        def __init__(self, path: Path, peak: PeakTracker):
-            self.path, self.peak, self.interrupted = path, peak, False
-
-        def on_log(self, args, state, control, logs=None, **kw):
-            logs = logs or {}
-            row = {"step": state.global_step, "epoch": round(state.epoch or 0, 4)}
-            if "loss" in logs:
-                row.update(train_loss=logs["loss"], lr=logs.get("learning_rate"))
-            if "eval_loss" in logs:
-                row["val_loss"] = logs["eval_loss"]
-            if len(row) > 2:
-                append_jsonl(self.path, row)
-
-        def on_step_end(self, args, state, control, **kw):
-            self.peak.sample()
-            if self.interrupted:
-                control.should_save = True
-                control.should_training_stop = True
-
-    return SupportTrainer, RunLog
-
-
-def _check_run_dir(cfg: TrainConfig) -> Path | None:
-    """Guard the run directory; returns the checkpoint to resume from, if any."""
+def check_run_dir(cfg: TrainConfig) -> None:
+    """Refuse to touch an existing run directory unless asked to (--resume / --force); no side effects."""
     out = Path(cfg.out)
-    if not out.exists() or not any(out.iterdir()):
-        return None
-    if cfg.force and not cfg.resume:
-        shutil.rmtree(out)
-        return None
+    if not out.exists() or not any(out.iterdir()) or (cfg.force and not cfg.resume):
+        return
     if not cfg.resume:
         raise UserError(f"{out}: run directory exists (use --resume to continue it or --force to start over)")
     saved = out / "config.yaml"
@@ -91,7 +45,15 @@ def _check_run_dir(cfg: TrainConfig) -> Path | None:
         previous = yaml.safe_load(saved.read_text()).get("identity")
         if previous and previous != cfg.identity():
             raise UserError(f"{out}: was made with a different config; use --force to start over or another --out")
-    last = _last_checkpoint(out)
+
+
+def _check_run_dir(cfg: TrainConfig) -> Path | None:
+    """Guard the run directory (clearing it on --force); returns the checkpoint to resume from, if any."""
+    check_run_dir(cfg)
+    out = Path(cfg.out)
+    if out.exists() and any(out.iterdir()) and cfg.force and not cfg.resume:
+        shutil.rmtree(out)
+    last = _last_checkpoint(out) if out.exists() else None
     return Path(last) if last else None
 
 
@@ -110,13 +72,44 @@ def validate(cfg: TrainConfig):
     return method, ref, train_rows, val_rows
 
 
-def _training_args(cfg: TrainConfig, device: str, dtype: torch.dtype, has_val: bool):
+def _check_fsdp(cfg: TrainConfig, device: str) -> None:
+    if cfg.fsdp and device != "cuda":
+        raise UserError("--fsdp needs GPUs (accelerate shards with FSDP on accelerators only); on CPU leave it off (DDP)")
+
+
+def preflight(cfg: TrainConfig, nproc: int) -> None:
+    """Everything a multi-process launch can check in the launching process, before any worker starts."""
+    validate(cfg)
+    _check_fsdp(cfg, pick_device(cfg.device))
+    check_run_dir(cfg)
+    split_global_batch(cfg.batch_size, cfg.grad_accum, nproc)
+
+
+def parallel_plan(cfg: TrainConfig, device: str) -> dict:
+    """How the global batch is spread: written to config.yaml and train_summary.json."""
+    world = distributed.world_size()
+    micro, accum = split_global_batch(cfg.batch_size, cfg.grad_accum, world)
+    strategy = "single" if world == 1 and not cfg.fsdp else "fsdp" if cfg.fsdp else "ddp"
+    return {"world_size": world, "strategy": strategy, "backend": distributed.backend(device) if world > 1 else None,
+            "per_device_batch": micro, "grad_accum_per_device": accum, "global_batch": micro * accum * world}
+
+
+def _fsdp_args(cfg: TrainConfig, model) -> dict:
+    if not cfg.fsdp:
+        return {}
+    layer = type(model.get_base_model().model.layers[0]).__name__
+    # the string form works on transformers 5.x before and after 5.20 (which prefers fsdp=True)
+    return {"fsdp": "full_shard auto_wrap",
+            "fsdp_config": {"version": 2, "transformer_layer_cls_to_wrap": [layer], "reshard_after_forward": True}}
+
+
+def _training_args(cfg: TrainConfig, device: str, dtype: torch.dtype, has_val: bool, plan: dict, extra: dict):
     from transformers import TrainingArguments
 
     return TrainingArguments(
         output_dir=str(Path(cfg.out) / CHECKPOINTS),
-        per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=max(cfg.batch_size, 8),
-        gradient_accumulation_steps=cfg.grad_accum, num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=plan["per_device_batch"], per_device_eval_batch_size=max(cfg.batch_size, 8),
+        gradient_accumulation_steps=plan["grad_accum_per_device"], num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps or -1, learning_rate=cfg.lr, warmup_steps=cfg.warmup,
         weight_decay=cfg.weight_decay, lr_scheduler_type="linear",
         logging_steps=cfg.logging_steps, logging_nan_inf_filter=False,
@@ -126,23 +119,37 @@ def _training_args(cfg: TrainConfig, device: str, dtype: torch.dtype, has_val: b
         use_cpu=device == "cpu", report_to="none", remove_unused_columns=False,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         dataloader_num_workers=0, disable_tqdm=os.environ.get("SUPPORTTUNE_PROGRESS") == "0",
-        optim="adamw_torch",
+        optim="adamw_torch", ddp_backend=plan["backend"],
+        # every trainable parameter (LoRA, virtual tokens) takes part in each step: skip DDP's search
+        ddp_find_unused_parameters=False, **extra,
     )
 
 
 def train(cfg: TrainConfig, callbacks: list | None = None) -> dict:
-    """Train one variant; write the adapter, config.yaml, loss.jsonl and train_summary.json."""
+    """Train one variant; write the adapter, config.yaml, loss.jsonl and train_summary.json.
+
+    Under a multi-process launch every rank runs this; rank 0 alone touches the run directory.
+    """
     method, ref, train_rows, val_rows = validate(cfg)
-    resume_from = _check_run_dir(cfg)
+    device = pick_device(cfg.device)
+    _check_fsdp(cfg, device)
+    if cfg.fsdp and not distributed.launched():
+        raise UserError("--fsdp runs under the launcher: give --nproc N (1 works too)")
+    distributed.setup(device)
     out = Path(cfg.out)
+    resume_from = None
+    if distributed.is_main():
+        resume_from = _check_run_dir(cfg)
+        out.mkdir(parents=True, exist_ok=True)
+        local_dir(ref)  # fill the model cache once, before the other ranks read it
+    resume_from = distributed.broadcast(resume_from)  # also holds the other ranks back until now
     if cfg.resume and (out / "train_summary.json").is_file():
         return read_json(out / "train_summary.json")
-    out.mkdir(parents=True, exist_ok=True)
-    device = pick_device(cfg.device)
     if cfg.precision == "fp16" and device == "cpu":
         dtype, precision_note = torch.float32, "fp16 asked for, but fp16 training needs a GPU: ran fp32 on CPU"
     else:
         dtype, precision_note = pick_dtype(cfg.precision, device), None
+    plan = parallel_plan(cfg, device)
     torch.manual_seed(cfg.seed)
     from .models import load_model, load_tokenizer
 
@@ -158,20 +165,25 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> dict:
     model.config.use_cache = False
     model = method.build(model, cfg, local_dir(ref))
     trainable, total = model.get_nb_trainable_parameters()
-    _write_config(cfg, out, ref, device, dtype, precision_note, trainable, total)
-    if resume_from is None and (out / "loss.jsonl").exists():
-        (out / "loss.jsonl").unlink()
-    elif resume_from is not None:
-        _truncate_log(out / "loss.jsonl", int(resume_from.name.rsplit("-", 1)[-1]))
+    if distributed.is_main():
+        _write_config(cfg, out, ref, device, dtype, precision_note, trainable, total, plan)
+        if resume_from is None and (out / "loss.jsonl").exists():
+            (out / "loss.jsonl").unlink()
+        elif resume_from is not None:
+            _truncate_log(out / "loss.jsonl", int(resume_from.name.rsplit("-", 1)[-1]))
 
-    SupportTrainer, RunLog = _trainer_classes()
+    SupportTrainer, RunLog = trainer_classes()
     log = RunLog(out / "loss.jsonl", peak)
     trainer = SupportTrainer(
-        model=model, args=_training_args(cfg, device, dtype, bool(len(val_ds))),
+        model=model, args=_training_args(cfg, device, dtype, bool(len(val_ds)), plan, _fsdp_args(cfg, model)),
         train_dataset=train_ds, eval_dataset=val_ds if len(val_ds) else None,
         data_collator=PadCollator(tokenizer.pad_token_id, cfg.max_length if cfg.pad_to_max_length else None),
         callbacks=[log, *(callbacks or [])])
-    handlers = _install_signal_handlers(log)
+    trainer.global_batch = plan["global_batch"]
+    log.trainer = trainer
+    if cfg.fsdp and not trainer.is_fsdp_enabled:
+        raise RunFailed("--fsdp was asked for, but the Trainer did not enable FSDP (launch with --nproc)")
+    handlers = install_signal_handlers(log)
     t0 = time.perf_counter()
     try:
         result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
@@ -180,42 +192,60 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> dict:
         raise RunFailed(f"{e}; stopped. Last good checkpoint: {last or 'none yet'} "
                         f"(lower --lr, or check the data)") from None
     finally:
-        _restore_signal_handlers(handlers)
+        restore_signal_handlers(handlers)
     wall = time.perf_counter() - t0
     if log.interrupted:
         raise Interrupted(f"interrupted at step {trainer.state.global_step}; checkpoint saved in {out / CHECKPOINTS}. "
-                        f"Rerun with --resume to continue.")
-    logged = [r for r in read_jsonl(out / "loss.jsonl") if "val_loss" in r] if (out / "loss.jsonl").exists() else []
-    if logged and logged[-1]["step"] == trainer.state.global_step:
-        final_val = logged[-1]["val_loss"]
-    elif len(val_ds):
-        final_val = trainer.evaluate()["eval_loss"]  # logged to loss.jsonl by RunLog
-    else:
-        final_val = None
-    model.save_pretrained(out)
-    losses = [r["train_loss"] for r in read_jsonl(out / "loss.jsonl") if "train_loss" in r]
-    summary = {
-        "variant": cfg.variant, "method": cfg.method, "model": cfg.model, "device": device, "dtype": str(dtype).split(".")[-1],
-        "trainable_params": trainable, "total_params": total, "trainable_pct": round(100 * trainable / total, 4),
-        "steps": trainer.state.global_step, "epochs": round(trainer.state.epoch or 0, 4),
-        "train_examples": len(train_ds), "skipped_too_long": train_ds.skipped + val_ds.skipped,
-        "val_examples": len(val_ds), "first_train_loss": losses[0] if losses else None,
-        "final_train_loss": losses[-1] if losses else None, "train_loss_mean": result.training_loss,
-        "final_val_loss": final_val, "wall_time_s": round(wall, 2),
-        "real_tokens": trainer.real_tokens, "tokens_per_s": round(trainer.real_tokens / wall, 1) if wall else None,
-        "adapter_bytes": sum(f.stat().st_size for f in out.glob("adapter_model.*")),
-        "resumed_from": str(resume_from) if resume_from else None, "precision_note": precision_note,
-        **peak.result(),
-    }
-    write_json(out / "train_summary.json", summary)
-    shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+                          f"Rerun with --resume to continue.")
+    final_val = None
+    if distributed.is_main() and (out / "loss.jsonl").exists():
+        logged = [r for r in read_jsonl(out / "loss.jsonl") if "val_loss" in r]
+        final_val = logged[-1]["val_loss"] if logged and logged[-1]["step"] == trainer.state.global_step else None
+    final_val = distributed.broadcast(final_val)
+    if final_val is None and len(val_ds):
+        final_val = trainer.evaluate()["eval_loss"]  # every rank takes part; RunLog logs it on rank 0
+    _save_adapter(trainer, model, cfg, out)
+    real_tokens = sum(distributed.all_gather(trainer.real_tokens))
+    steady = steady_throughput(log.marks, trainer.real_tokens)
+    # ranks agree on logged steps; the unlogged tail is rank-local (and pre-scaled by N): average
+    loss_mean = sum(distributed.all_gather(result.training_loss)) / distributed.world_size()
+    peaks = distributed.all_gather(peak.result())
+    summary = None
+    if distributed.is_main():
+        losses = [r["train_loss"] for r in read_jsonl(out / "loss.jsonl") if "train_loss" in r]
+        summary = {
+            "variant": cfg.variant, "method": cfg.method, "model": cfg.model, "device": device, "dtype": str(dtype).split(".")[-1],
+            "trainable_params": trainable, "total_params": total, "trainable_pct": round(100 * trainable / total, 4),
+            "steps": trainer.state.global_step, "epochs": round(trainer.state.epoch or 0, 4),
+            "train_examples": len(train_ds), "skipped_too_long": train_ds.skipped + val_ds.skipped,
+            "val_examples": len(val_ds), "first_train_loss": losses[0] if losses else None,
+            "final_train_loss": losses[-1] if losses else None, "train_loss_mean": loss_mean,
+            "final_val_loss": final_val, "wall_time_s": round(wall, 2),
+            "real_tokens": real_tokens, "tokens_per_s": round(real_tokens / wall, 1) if wall else None, **steady,
+            "adapter_bytes": sum(f.stat().st_size for f in out.glob("adapter_model.*")),
+            "resumed_from": str(resume_from) if resume_from else None, "precision_note": precision_note,
+            "parallel": plan, **{k: max(p[k] for p in peaks) for k in peaks[0]},  # peaks: the largest rank's
+        }
+        write_json(out / "train_summary.json", summary)
+        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+    summary = distributed.broadcast(summary)  # and the other ranks wait until the run directory is final
     del trainer, model
     free_memory()
     return summary
 
 
-def _write_config(cfg, out, ref, device, dtype, note, trainable, total) -> None:
-    doc = {"train": cfg.resolved(), "identity": cfg.identity(), "config_hash": cfg.digest(),
+def _save_adapter(trainer, model, cfg: TrainConfig, out: Path) -> None:
+    """The adapter alone, once. Under FSDP the Trainer gathers the sharded weights first."""
+    if cfg.fsdp:
+        trainer.save_model(str(out))
+        if distributed.is_main():
+            (out / "training_args.bin").unlink(missing_ok=True)
+    elif distributed.is_main():
+        model.save_pretrained(out)
+
+
+def _write_config(cfg, out, ref, device, dtype, note, trainable, total, plan) -> None:
+    doc = {"train": cfg.resolved(), "identity": cfg.identity(), "config_hash": cfg.digest(), "parallel": plan,
            "model": {"name": ref.name, "kind": ref.kind, "location": ref.location},
            "prompt": {"format": cfg.prompt_format, "tags": cfg.tags, "sentiment": _data_sentiment(cfg.data)},
            "device": device, "dtype": str(dtype).split(".")[-1], "precision_note": note,
@@ -243,21 +273,3 @@ def _truncate_log(path: Path, step: int) -> None:
     if path.is_file():
         rows = [r for r in read_jsonl(path) if r.get("step", 0) <= step]
         write_jsonl(path, rows)
-
-
-def _install_signal_handlers(log) -> dict:
-    def handler(signum, frame):
-        log.interrupted = True
-
-    previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            previous[sig] = signal.signal(sig, handler)
-        except ValueError:  # not in the main thread
-            pass
-    return previous
-
-
-def _restore_signal_handlers(previous: dict) -> None:
-    for sig, h in previous.items():
-        signal.signal(sig, h)
