@@ -4,7 +4,9 @@ Every point is a real ``supporttune train --nproc N`` run, launched as a user wo
 same data, the same global batch (``batch_size`` sequences per GPU per micro-batch, accumulation
 divided among the ranks) and the same random weights of the chosen architecture (speed does not
 depend on weight values). The figure is train_summary.json's ``steady_tokens_per_s``: real
-(non-pad) tokens of all ranks per second of optimizer steps, warm-up steps left out.
+(non-pad) tokens of all ranks per second of optimizer steps, warm-up steps left out. One
+unmeasured run goes first (the first process on a fresh machine ran 30-55% slower on the H100),
+and each point is the median of ``repeats`` runs, all of them kept in the JSON.
 Scaling efficiency = tokens/s on N / (N x tokens/s on 1).
 """
 
@@ -50,8 +52,18 @@ def _prepared(data: str, work: Path) -> Path:
     return work / "data"
 
 
+def _train(work: Path, name: str, cfg: dict, n: int) -> dict:
+    run = work / name
+    (work / "cfg.yaml").write_text(yaml.safe_dump({**cfg, "out": str(run)}))
+    done = subprocess.run([sys.executable, "-m", "supporttune", "train", "--config", str(work / "cfg.yaml"), "--force",
+                           "--nproc", str(n)], capture_output=True, text=True)
+    if done.returncode:
+        raise RunFailed(f"{cfg['method']} on {n} process(es) failed: {done.stderr.strip().splitlines()[-1]}")
+    return read_json(run / "train_summary.json")
+
+
 def run_scaling(counts: list[int], methods: list[str], arch: str, data: str, device: str, steps: int,
-                batch_size: int, out: Path | None, tokenizer: str | None = None, log=print) -> dict:
+                batch_size: int, out: Path | None, tokenizer: str | None = None, repeats: int = 3, log=print) -> dict:
     from .bench import ARCHS
 
     if arch not in ARCHS:
@@ -66,22 +78,23 @@ def run_scaling(counts: list[int], methods: list[str], arch: str, data: str, dev
     work = Path(tempfile.mkdtemp(prefix="supporttune-scaling-"))
     model = scaling_model(arch, work / "model", tokenizer)
     prepared = _prepared(data, work)
+    def config(method: str, max_steps: int) -> dict:
+        return {"model": str(model), "data": str(prepared), "method": method, "max_steps": max_steps,
+                "batch_size": batch_size, "grad_accum": counts[-1], "max_val_samples": 8, "logging_steps": 5,
+                "save_steps": 10 * max_steps, "device": device, "r": 8, "alpha": 16,
+                "lr": 3e-2 if method.startswith(("prompt", "prefix")) else 2e-4}
+
+    if repeats > 1:
+        log("warm-up run (not measured) ...")
+        _train(work, "warmup", config(methods[0], min(steps, 10)), 1)
     points = []
     for method in methods:
         for n in counts:
-            run = work / f"{method}-{n}"
-            cfg = {"model": str(model), "data": str(prepared), "method": method, "max_steps": steps,
-                   "batch_size": batch_size, "grad_accum": counts[-1], "max_val_samples": 8, "logging_steps": 5,
-                   "save_steps": 10 * steps, "device": device, "out": str(run), "r": 8, "alpha": 16,
-                   "lr": 3e-2 if method.startswith(("prompt", "prefix")) else 2e-4}
-            (work / "cfg.yaml").write_text(yaml.safe_dump(cfg))
-            log(f"{method}: {n} process(es), global batch {batch_size * counts[-1]} ...")
-            done = subprocess.run([sys.executable, "-m", "supporttune", "train", "--config", str(work / "cfg.yaml"),
-                                   "--nproc", str(n)], capture_output=True, text=True)
-            if done.returncode:
-                raise RunFailed(f"{method} on {n} process(es) failed: {done.stderr.strip().splitlines()[-1]}")
-            s = read_json(run / "train_summary.json")
+            log(f"{method}: {n} process(es), global batch {batch_size * counts[-1]}, {repeats} run(s) ...")
+            runs = [_train(work, f"{method}-{n}", config(method, steps), n) for _ in range(repeats)]
+            s = sorted(runs, key=lambda r: r["steady_tokens_per_s"])[len(runs) // 2]  # the median run
             points.append({"method": method, "processes": n, "steady_tokens_per_s": s["steady_tokens_per_s"],
+                           "runs_steady_tokens_per_s": [r["steady_tokens_per_s"] for r in runs],
                            "tokens_per_s": s["tokens_per_s"], "final_train_loss": s["final_train_loss"],
                            "peak_cuda_mb": s.get("peak_cuda_mb"), "peak_rss_mb": s.get("peak_rss_mb"),
                            "parallel": s["parallel"], "steps": s["steps"]})
@@ -91,7 +104,8 @@ def run_scaling(counts: list[int], methods: list[str], arch: str, data: str, dev
         p["efficiency"] = round(p["speedup"] / p["processes"], 3)
         log(f"{p['method']:>14} x{p['processes']}: {p['steady_tokens_per_s']:>10,.0f} tokens/s  "
             f"speed-up {p['speedup']:.2f}  efficiency {p['efficiency']:.0%}")
-    result = {"kind": "scaling", "arch": arch, "device": device, "steps": steps, "per_device_batch": batch_size,
+    result = {"kind": "scaling", "arch": arch, "device": device, "steps": steps, "repeats": repeats,
+              "per_device_batch": batch_size,
               "global_batch": batch_size * counts[-1], "points": points, "host": platform.node(), **provenance({})}
     if out is not None:
         write_json(out, result)

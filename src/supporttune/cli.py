@@ -357,7 +357,7 @@ def bench(
             raise UserError(f"--scaling takes comma-separated process counts, e.g. 1,2,4 (got '{scaling}')") from None
         chosen = build(BenchConfig, methods="lora,qlora" if methods == "qlora,lora,prompt-tuning" else methods).methods
         run_scaling(counts, chosen, "tiny-arch" if quick else model, data, pick_device(device), steps or (6 if quick else 30),
-                    4 if quick else 16, out, tokenizer, log=typer.echo)
+                    4 if quick else 16, out, tokenizer, repeats=1 if quick else 3, log=typer.echo)
         return
     values = dict(model=model, methods=methods, device=device, data=data, tokenizer=tokenizer, steps=steps, warmup=warmup,
                   compile=compile, liger=liger, static_cache=static_cache, generation=not no_generation, out=out,
