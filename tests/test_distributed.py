@@ -129,6 +129,20 @@ def test_two_processes_give_the_one_process_loss_curve(tiny_train_cfg, tmp_path,
 
 
 @pytest.mark.multiprocess
+@pytest.mark.parametrize("extra", [
+    {"method": "dora"}, {"method": "ia3", "targets": ["k_proj", "v_proj", "down_proj"]},
+    {"method": "prefix-tuning", "virtual_tokens": 4}, {"method": "lora", "gradient_checkpointing": True},
+])
+def test_every_method_trains_under_ddp(tiny_train_cfg, tmp_path, extra):
+    """DDP runs with find_unused_parameters off: every method must use all its trainable weights."""
+    cfg = tiny_train_cfg(out=tmp_path / "run", max_steps=2, batch_size=2, grad_accum=2, **extra)
+    done = _cli(*_train_args(cfg, tmp_path), "--nproc", 2)
+    assert done.returncode == 0, done.stderr[-3000:]
+    s = json.loads((cfg.out / "train_summary.json").read_text())
+    assert s["steps"] == 2 and s["parallel"]["world_size"] == 2 and (cfg.out / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.multiprocess
 def test_sharded_evaluation_gives_the_unsharded_predictions(tiny_run, builtin_data, tmp_path):
     import shutil
 
