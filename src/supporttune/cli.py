@@ -84,23 +84,27 @@ NPROC_HELP = ("Processes to spread the work over (one per GPU; on CPU, gloo proc
               "batch_size x grad_accum. [default: 1]")
 
 
-def spread(nproc: int, device: str, preflight=None, launch_one: bool = False) -> bool:
-    """Relaunch this very command as ``nproc`` workers (unless we are one); True if it ran that way.
+def staged(stage, result: Path, nproc: int, device: str, preflight, launch_one: bool = False) -> dict | None:
+    """Run ``stage()`` here, or relaunch this very command as ``nproc`` workers and read ``result``.
 
-    One process runs in place, unless ``launch_one`` (FSDP needs the launcher even on one GPU).
+    Returns the stage's result document to print, or None inside a worker (the launching process
+    reports). One process runs in place, unless ``launch_one`` (FSDP needs the launcher even on one GPU).
     """
     from . import distributed
+    from .io import read_json
 
     if nproc < 1:
         raise UserError(f"--nproc must be at least 1 (got {nproc})")
-    if distributed.launched() or (nproc == 1 and not launch_one):
-        return False
+    if distributed.launched():
+        stage()
+        return None
+    if nproc == 1 and not launch_one:
+        return stage()
     from .models import pick_device
 
-    if preflight is not None:
-        preflight()
+    preflight()
     distributed.launch(sys.argv[1:], nproc, pick_device(device))
-    return True
+    return read_json(result)
 
 
 def load_yaml(path: Optional[Path]) -> dict:
@@ -144,8 +148,6 @@ def train(
     force: bool = typer.Option(False, "--force", help=h(TrainConfig, "force")),
 ):
     """Train one PEFT adapter (qlora, lora, dora, ia3, prompt-tuning, prefix-tuning) on a base model."""
-    from . import distributed
-    from .io import read_json
     from .train import preflight
     from .train import train as run_train
 
@@ -156,12 +158,10 @@ def train(
                  gradient_checkpointing=gradient_checkpointing, max_train_samples=max_train_samples, seed=seed,
                  device=device, fsdp=fsdp, resume=resume or None, force=force or None)
     cfg = build(TrainConfig, **{**load_yaml(config), **{k: v for k, v in flags.items() if v is not None}})
-    if spread(nproc, cfg.device, lambda: preflight(cfg, nproc), launch_one=cfg.fsdp):
-        summary = read_json(cfg.out / "train_summary.json")
-    else:
-        summary = run_train(cfg)
-        if distributed.launched():  # a worker: the launching process reports
-            return
+    summary = staged(lambda: run_train(cfg), cfg.out / "train_summary.json", nproc, cfg.device,
+                     lambda: preflight(cfg, nproc), launch_one=cfg.fsdp)
+    if summary is None:
+        return
     typer.echo(f"{cfg.variant}: {summary['steps']} steps in {summary['wall_time_s']}s, "
                f"train loss {summary['first_train_loss']} -> {summary['final_train_loss']}, "
                f"val loss {summary['final_val_loss']}, {summary['tokens_per_s']} tokens/s, "
@@ -189,20 +189,16 @@ def evaluate(
     force: bool = typer.Option(False, "--force", help=h(EvalConfig, "force")),
 ):
     """Generate replies for held-out messages and score them (a run, or a baseline)."""
-    from . import distributed
     from .evaluate import evaluate as run_eval
     from .evaluate import preflight
-    from .io import read_json
 
     cfg = build(EvalConfig, run=run, baseline=baseline, data=data, split=split, limit=limit, model=model, out=out,
                 max_new_tokens=max_new_tokens, batch_size=batch_size, latency_samples=latency_samples,
                 prompt_format=prompt_format, tags=tags, device=device, force=force)
-    if spread(nproc, cfg.device, lambda: preflight(cfg)):
-        m = read_json(Path(cfg.run or cfg.out) / "eval" / "metrics.json")
-    else:
-        m = run_eval(cfg)
-        if distributed.launched():  # a worker: the launching process reports
-            return
+    m = staged(lambda: run_eval(cfg), Path(cfg.run or cfg.out) / "eval" / "metrics.json", nproc, cfg.device,
+               lambda: preflight(cfg))
+    if m is None:
+        return
     typer.echo(f"{m['name']}: BLEU {m['bleu']:.2f}  ROUGE-L {m['rougeL']:.2f}  chrF {m['chrf']:.2f}  "
                f"SemSim {m['semantic_sim'] if m['semantic_sim'] is None else round(m['semantic_sim'], 3)}  "
                f"({m['examples']} examples)")
@@ -222,22 +218,20 @@ def run_cmd(
 ):
     """The main job: prepare -> train every variant -> evaluate -> baselines -> compare -> report."""
     from . import distributed
-    from .io import read_json
     from .suite import load_suite, preflight, preset_path, run_suite
 
     if config and preset:
         raise UserError("give --config or --preset, not both")
     path = config or preset_path(preset or "quick")
     cfg = load_suite(path, {k: v for k, v in {"data": data, "model": model}.items() if v is not None})
-    if out.exists() and any(out.iterdir()) and not (resume or force):
+    if out.exists() and any(out.iterdir()) and not (resume or force or distributed.launched()):
         raise UserError(f"{out}: suite directory exists (use --resume to continue it or --force to start over)")
     fsdp = any(TrainConfig(**{**cfg.defaults, **v}).fsdp for v in cfg.expanded())
-    if spread(nproc, cfg.defaults.get("device", "auto"), lambda: preflight(cfg, nproc), launch_one=fsdp):
-        results = read_json(out / "results.json")
-    else:
-        results = run_suite(cfg, out, force=force, log=lambda m: typer.echo(m, err=True))
-        if distributed.launched():  # a worker: the launching process reports
-            return
+    results = staged(lambda: run_suite(cfg, out, force=force, log=lambda m: typer.echo(m, err=True)),
+                     out / "results.json", nproc, cfg.defaults.get("device", "auto"), lambda: preflight(cfg, nproc),
+                     launch_one=fsdp)
+    if results is None:
+        return
     typer.echo(f"best variant: {results['best_variant']} (by ROUGE-L); report: {out / 'report.html'} and {out / 'report.md'}")
 
 
