@@ -16,7 +16,7 @@ from .prompts import PromptSpec, encode_example, encode_prompt
 from .provenance import provenance
 
 
-def _tokenizer(path: str | None):
+def bench_tokenizer(path: str | None):
     from transformers import AutoTokenizer
 
     from .models import load_tokenizer, resolve
@@ -56,7 +56,7 @@ def _arch(cfg: BenchConfig):
 
 def run_bench(cfg: BenchConfig, log=print) -> dict:
     device = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
-    tok = _tokenizer(cfg.tokenizer)
+    tok = bench_tokenizer(cfg.tokenizer)
     train, test = _examples(cfg, tok)
     steps = cfg.warmup + cfg.steps
     batches = step_batches(train, steps, 16, cfg.seed)

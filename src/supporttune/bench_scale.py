@@ -31,9 +31,9 @@ def scaling_model(arch: str, out: Path, tokenizer: str | None = None) -> Path:
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     from .bench import ARCHS
-    from .bench_run import _tokenizer
+    from .bench_run import bench_tokenizer
 
-    tok = _tokenizer(tokenizer)
+    tok = bench_tokenizer(tokenizer)
     config = LlamaConfig(**{**ARCHS[arch], "vocab_size": max(ARCHS[arch]["vocab_size"], len(tok))},
                          pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
     torch.manual_seed(0)
