@@ -361,6 +361,41 @@ def bench(
     run_bench(build(BenchConfig, **values), log=typer.echo)
 
 
+@app.command()
+def rate(
+    suite: Path = typer.Argument(..., help="Suite directory (entries with eval/predictions.jsonl); votes go to SUITE/ratings.jsonl."),
+    rater: Optional[str] = typer.Option(None, help="Your name, stored with each vote (default: the page asks for one)."),
+    host: str = typer.Option("127.0.0.1", help="Bind address (loopback by default)."),
+    port: int = typer.Option(8100, help="Port."),
+    api_key: Optional[str] = typer.Option(None, envvar="SUPPORTTUNE_API_KEY",
+                                          help="Require this key (the page asks for it once per tab; or open it with ?key=KEY)."),
+    planned: int = typer.Option(200, min=1, help="Votes each rater is asked for (the progress bar's target)."),
+    overlap: float = typer.Option(0.25, min=0, max=1, help="Share of comparisons drawn from messages another rater judged (for kappa)."),
+    export_preferences: Optional[Path] = typer.Option(None, "--export-preferences",
+                                                      help="Write the decided votes as TRL preference pairs (JSONL) and exit."),
+):
+    """Blind side-by-side rating of two entries' replies (keys 1-4); `report` then adds a Human preference section."""
+    if export_preferences is not None:
+        from .rate import export
+
+        written, votes = export(suite, export_preferences)
+        typer.echo(f"wrote {written} preference pairs (from {votes} decided votes; ties and both-bad are not pairs) "
+                   f"to {export_preferences}")
+        return
+    from .rate.app import RatingSession
+    from .rate.app import serve as serve_rating
+
+    try:
+        session = RatingSession(suite, rater=rater, planned=planned, overlap=overlap)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    pairs = session.suite.pairs
+    typer.echo(f"{len(session.suite.entries)} entries, {len(pairs)} pairs, {sum(map(len, pairs.values()))} comparisons; "
+               f"{len(session.store.votes)} earlier lines in {session.store.path}")
+    typer.echo(f"rate at http://{host}:{port}/  (Ctrl-C stops; every vote is already on disk)")
+    serve_rating(session, host, port, api_key)
+
+
 from .entry import main  # noqa: E402  (the console script `supporttune` = supporttune.cli:main)
 
 

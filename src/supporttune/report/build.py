@@ -98,5 +98,8 @@ def build_results(out: Path) -> dict:
         "environment": provenance(),
         "data": read_json(out / "data" / "prepare_report.json") if (out / "data" / "prepare_report.json").is_file() else None,
     }
+    from .preference import human_preference  # ratings.jsonl from `supporttune rate` (None without votes)
+
+    results["human_preference"] = human_preference(out, entries)
     write_json(out / "results.json", results)
     return results

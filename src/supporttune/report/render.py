@@ -107,6 +107,10 @@ def render_report(out: Path) -> tuple[Path, Path]:
     results = read_json(out / "results.json")
     figs = make_all(results, out / "figures")
     parts = ["# supporttune report", "", _summary(results), ""]
+    from .preference import render_preference  # the Human preference section (`supporttune rate`)
+
+    pref_md, pref_html = render_preference(results.get("human_preference"))
+    parts += [pref_md, ""] if pref_md else []
     for title, header, rows in tables(results):
         parts += [f"## {title}", "", _md_table(header, rows), ""]
     for name, path in figs.items():
@@ -114,6 +118,7 @@ def render_report(out: Path) -> tuple[Path, Path]:
     md = out / "report.md"
     md.write_text("\n".join(parts))
     body = [f"<h1>supporttune report</h1><p>{html.escape(_summary(results))}</p>"]
+    body.append(pref_html)  # the Human preference section, right under the summary
     for title, header, rows in tables(results):
         body.append(f"<h2>{html.escape(title)}</h2><table><thead><tr>"
                     + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr></thead><tbody>"
