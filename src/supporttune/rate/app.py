@@ -39,7 +39,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from .replies import load_replies
 from .schedule import Scheduler, Task
-from .store import FILENAME, FLAGS, DuplicateVote, Store
+from .store import FILENAME, FLAG_LABELS, FLAGS, DuplicateVote, Store
 
 MAX_BODY = 16 * 1024
 RATER = re.compile(r"^[\w .@+-]{1,40}$")
@@ -143,7 +143,8 @@ class RatingSession:
         self.open.pop(o.token, None)
 
     def vote(self, body: VoteBody) -> dict:
-        bad = {side for side in body.flags if side not in ("a", "b")} | {f for fs in body.flags.values() for f in fs if f not in FLAGS}
+        bad = {side for side in body.flags if side not in ("a", "b")}
+        bad |= {f for fs in body.flags.values() for f in fs if f not in FLAGS}
         if bad:
             raise ApiError(422, f"flags: unknown {', '.join(sorted(bad))} (sides a, b; flags {', '.join(FLAGS)})")
         with self._lock:
@@ -218,8 +219,8 @@ def create_app(session: RatingSession, api_key: str | None = None, loopback_only
 
     @app.get("/api/config")
     def config():
-        return {"rater": session.rater, "flags": list(FLAGS), "planned": session.scheduler.planned,
-                "needs_key": bool(api_key)}
+        return {"rater": session.rater, "flags": [{"name": k, "label": v} for k, v in FLAG_LABELS.items()],
+                "planned": session.scheduler.planned, "needs_key": bool(api_key)}
 
     @app.get("/api/next")
     def next_comparison(rater: str | None = None):

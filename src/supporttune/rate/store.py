@@ -24,7 +24,8 @@ from pathlib import Path
 
 CHOICES = ("left", "right", "tie", "both_bad", "skip")
 DECISIONS = ("left", "right", "tie", "both_bad")  # everything but skip
-FLAGS = ("wrong_info", "rude", "off_topic", "unsafe")
+FLAG_LABELS = {"wrong_info": "wrong info", "rude": "rude", "off_topic": "off-topic", "unsafe": "unsafe"}  # page and report
+FLAGS = tuple(FLAG_LABELS)
 FILENAME = "ratings.jsonl"
 
 

@@ -13,7 +13,7 @@ import html
 from pathlib import Path
 
 from ..rate.prefs import agreement, bradley_terry, decided, flag_counts, win_rates
-from ..rate.store import FILENAME, FLAGS, Store
+from ..rate.store import FILENAME, FLAG_LABELS, FLAGS, Store
 
 N_BOOT = 1000
 CLEAR = 0.95  # share of bootstrap resamples for "clearly preferred"
@@ -45,10 +45,11 @@ def _compare_with_metric(strength: dict, draws, index: dict, entries: list[dict]
     if share >= CLEAR:
         out["disagrees_with_metrics"] = True
         out["verdict"] = (f"Human preference disagrees with the automatic metrics: raters prefer {human_top}, while ROUGE-L "
-                          f"ranks {metric_top} first ({human_top} is ahead of it in {share:.0%} of bootstrap resamples).")
+                          f"ranks {metric_top} first among the rated entries ({human_top} is ahead of it in {share:.0%} "
+                          f"of bootstrap resamples).")
     else:
-        out["verdict"] = (f"Raters rank {human_top} first and ROUGE-L ranks {metric_top} first, but the votes do not "
-                          f"separate the two yet ({human_top} ahead in {share:.0%} of bootstrap resamples; "
+        out["verdict"] = (f"Raters rank {human_top} first and ROUGE-L ranks {metric_top} first among the rated entries, "
+                          f"but the votes do not separate the two yet ({human_top} ahead in {share:.0%} of bootstrap resamples; "
                           f"{CLEAR:.0%} would be clear).")
     return out
 
@@ -93,7 +94,8 @@ def preference_tables(hp: dict) -> list[tuple[str, list[str], list[list[str]]]]:
                      _pct(w["win_rate"]), f"{w['wins']} / {w['tie']} / {w['both_bad']} / {w['losses']}"]
                     + [str(f[k]) for k in FLAGS])
     out = [("Bradley-Terry strengths (95% bootstrap intervals)",
-            ["rank", "entry", "strength", "votes", "win rate", "won / tie / both bad / lost"] + [f"flag: {k}" for k in FLAGS], rows)]
+            ["rank", "entry", "strength", "votes", "win rate", "won / tie / both bad / lost"]
+            + [f"flag: {FLAG_LABELS[k]}" for k in FLAGS], rows)]
     matrix = []
     for a in names:
         cells = [a]
@@ -104,7 +106,8 @@ def preference_tables(hp: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     out.append(("Win rate of the row entry against the column entry", ["entry"] + names, matrix))
     pairs = hp["agreement"]["pairs"]
     if pairs:
-        out.append(("Agreement between raters (Cohen's kappa on messages both judged)", ["raters", "shared items", "kappa", "raw agreement"],
+        out.append(("Agreement between raters (Cohen's kappa on messages both judged)",
+                    ["raters", "shared items", "kappa", "raw agreement"],
                     [[" & ".join(p["raters"]), str(p["items"]), "-" if p["kappa"] is None else f"{p['kappa']:.2f}",
                       _pct(p["raw_agreement"])] for p in pairs]))
     return out
