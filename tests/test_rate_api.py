@@ -130,6 +130,22 @@ def test_api_key_fixed_rater_and_loopback_host(suite):
     assert local.get("/api/config", headers={"host": "127.0.0.1:8100"}).status_code == 200
 
 
+def test_a_disk_error_is_reported_and_the_comparison_stays_open(suite):
+    session = RatingSession(suite, seed=0)
+    c = TestClient(create_app(session))
+    t = c.get("/api/next", params={"rater": "ann"}).json()
+    real = session.store.append
+
+    def full_disk(vote):
+        raise OSError(28, "No space left on device")
+
+    session.store.append = full_disk
+    r = c.post("/api/vote", json={"rater": "ann", "token": t["token"], "choice": "a"})
+    assert r.status_code == 507 and "No space left on device" in r.json()["error"]["message"]
+    session.store.append = real
+    assert c.post("/api/vote", json={"rater": "ann", "token": t["token"], "choice": "a"}).status_code == 200
+
+
 def test_a_rater_who_has_seen_everything_is_told_so(tmp_path):
     suite = make_suite(tmp_path / "small", n_messages=1)
     c = client(suite)

@@ -222,6 +222,24 @@ def test_export_writes_trl_preference_pairs_from_our_prompt_builder(suite, tmp_p
     assert rows[1]["chosen"][0]["content"].startswith("Sorry about order 1")
 
 
+def test_exported_prompt_renders_to_the_exact_training_prompt():
+    """Through a real chat template, the exported messages give the very text the prompt builder gives."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    from supporttune.prompts import PromptSpec, prompt_text
+    from supporttune.rate.export import prompt_messages
+
+    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(WordLevel({"<unk>": 0}, unk_token="<unk>")), unk_token="<unk>")
+    tok.chat_template = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+                         "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    for m in messages(4):
+        for spec in (PromptSpec(), PromptSpec(tags=False)):
+            rendered = tok.apply_chat_template(prompt_messages(m, spec), tokenize=False, add_generation_prompt=True)
+            assert rendered == prompt_text(tok, m, spec)
+
+
 def test_report_gains_a_human_preference_section_only_with_votes(suite):
     from supporttune.report.build import build_results
     from supporttune.report.render import render_report

@@ -140,6 +140,8 @@ class RatingSession:
         except DuplicateVote as e:
             self.open.pop(o.token, None)
             raise ApiError(409, f"{e}; load the next one", "conflict") from None
+        except OSError as e:  # a full or read-only disk: the page says so and keeps the comparison open
+            raise ApiError(507, f"could not save the vote to {self.store.path}: {e.strerror or e}", "storage_error") from None
         self.open.pop(o.token, None)
 
     def vote(self, body: VoteBody) -> dict:
