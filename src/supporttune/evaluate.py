@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import distributed
-from .baselines import BASELINES, Retriever, constant_reply
+from .baselines import constant_reply
 from .batching import load_split
 from .config import EvalConfig
 from .errors import UserError
@@ -24,6 +24,7 @@ from .io import read_json, read_jsonl, write_json, write_jsonl
 from .memory import PeakTracker, free_memory
 from .metrics import HEADLINE, PER_EXAMPLE, CorpusStats, corpus_scores, length_stats, per_example_scores
 from .prompts import PromptSpec
+from .retrieval import ExemplarIndex
 from .stats import bootstrap_ci
 
 GROUPS = ("category", "priority", "sentiment")
@@ -67,11 +68,11 @@ def score(examples: list[dict], gens: list[Generated], latencies: list[float], c
     return rows, metrics
 
 
-def _non_model_replies(name: str, examples: list[dict], train_rows: list[dict]) -> list[Generated]:
+def _non_model_replies(name: str, examples: list[dict], train_rows: list[dict], scorer: str) -> list[Generated]:
     if name == "constant":
         reply = constant_reply(train_rows)
         return [Generated(reply, len(reply.split()), False, 0.0) for _ in examples]
-    retriever = Retriever(train_rows)
+    retriever = ExemplarIndex(train_rows, scorer)
     out = []
     for ex in examples:
         t0 = time.perf_counter()
@@ -105,9 +106,7 @@ def _generate_sharded(agent, examples: list[dict], settings: DecodeSettings, sho
     progress = f"generating ({agent.name})"
     if not distributed.active():
         return generate_replies(agent, examples, settings, shots, progress=progress)
-    from .prompts import encode_prompt
-
-    by_length = sorted(range(len(examples)), key=lambda i: len(encode_prompt(agent.tokenizer, examples[i], agent.spec)))
+    by_length = sorted(range(len(examples)), key=lambda i: len(agent.prompt_ids(examples[i])))
     mine = distributed.shard(by_length)
     part = generate_replies(agent, [examples[i] for i in mine], settings, [shots[i] for i in mine] if shots else None,
                             progress=progress)
@@ -116,7 +115,7 @@ def _generate_sharded(agent, examples: list[dict], settings: DecodeSettings, sho
 
 def _perplexity_sharded(agent, examples: list[dict]) -> float | None:
     mine = distributed.shard(list(range(len(examples))))
-    sums = distributed.all_gather(reference_nll(agent, [examples[i] for i in mine]))
+    sums = distributed.all_gather(reference_nll(agent, [examples[i] for i in mine]))  # agent adds exemplars
     nll, tokens = sum(s[0] for s in sums), sum(s[1] for s in sums)
     return float(np.exp(nll / tokens)) if tokens else None
 
@@ -124,9 +123,9 @@ def _perplexity_sharded(agent, examples: list[dict]) -> float | None:
 def preflight(cfg: EvalConfig) -> tuple[list[dict], Path]:
     """Checks that need no model: the run directory, the data split, and nothing overwritten by accident."""
     if cfg.run:
-        from .generate import load_run_config
+        from .rundir import read_record
 
-        load_run_config(cfg.run)  # fail on a wrong run directory before anything else
+        read_record(cfg.run)  # fail on a wrong run directory before anything else
     examples = load_split(cfg.data, cfg.split)[: cfg.limit]
     out_dir = (Path(cfg.run) if cfg.run else Path(cfg.out)) / "eval"
     if (out_dir / "metrics.json").is_file() and not cfg.force:
@@ -144,7 +143,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     if cfg.baseline in ("retrieval", "constant"):
         train_rows = load_split(cfg.data, "train")
         t0 = time.perf_counter()
-        gens = _non_model_replies(cfg.baseline, examples, train_rows)
+        gens = _non_model_replies(cfg.baseline, examples, train_rows, cfg.retrieval)
         elapsed = time.perf_counter() - t0
         latencies = [g.latency_s for g in gens]
         meta.update(trainable_params=0, trainable_pct=0.0, name=cfg.baseline)
@@ -153,10 +152,11 @@ def evaluate(cfg: EvalConfig) -> dict:
 
         distributed.setup(pick_device(cfg.device))
         with distributed.main_first():  # rank 0 fills the model cache if needed
-            agent = load_agent(cfg.run, model=cfg.model, device=cfg.device, spec=PromptSpec(cfg.prompt_format, cfg.tags))
+            agent = load_agent(cfg.run, model=cfg.model, device=cfg.device,
+                               spec=PromptSpec(cfg.prompt_format, cfg.tags, history=cfg.history))
         shots = None
         if cfg.baseline == "few-shot":
-            retriever = Retriever(load_split(cfg.data, "train"))
+            retriever = ExemplarIndex(load_split(cfg.data, "train"), cfg.retrieval)
             shots = [retriever.nearest(ex, cfg.few_shot_k) for ex in examples]
         t0 = time.perf_counter()
         gens = _generate_sharded(agent, examples, settings, shots)
@@ -165,12 +165,8 @@ def evaluate(cfg: EvalConfig) -> dict:
             latencies = batch1_latencies(agent, examples, settings, cfg.latency_samples)
         meta["perplexity"] = _perplexity_sharded(agent, examples) if cfg.perplexity else None
         meta["name"] = cfg.baseline or agent.name
-        if cfg.run:
-            summary = read_json(Path(cfg.run) / "train_summary.json")
-            for k in ("trainable_params", "trainable_pct", "total_params", "adapter_bytes", "wall_time_s", "tokens_per_s",
-                      "peak_rss_mb", "peak_cuda_mb", "method"):
-                meta[f"train_{k}" if k in ("wall_time_s", "tokens_per_s", "peak_rss_mb", "peak_cuda_mb") else k] = summary.get(k)
-        else:
+        meta["prompt"] = agent.spec.as_dict()
+        if not cfg.run:
             meta.update(trainable_params=0, trainable_pct=0.0)
         del agent
         free_memory()
@@ -182,11 +178,10 @@ def evaluate(cfg: EvalConfig) -> dict:
     metrics.update(throughput_samples_per_s=len(gens) / elapsed if elapsed else None,
                    throughput_tokens_per_s=n_tokens / elapsed if elapsed else None, generation_s=round(elapsed, 3),
                    eval_memory=peak.result(), **meta)
-    metrics.setdefault("trainable_params", 0)
     write_jsonl(out_dir / "predictions.jsonl", rows)
     write_json(out_dir / "metrics.json", metrics)
     distributed.barrier()
     return metrics
 
 
-__all__ = ["evaluate", "BASELINES", "PER_EXAMPLE"]
+__all__ = ["evaluate", "PER_EXAMPLE"]

@@ -38,10 +38,13 @@ def _embedder():
     return SentenceTransformer(os.path.join(spec.submodule_search_locations[0], "model"), device="cpu")
 
 
+def embed(texts: list[str]) -> np.ndarray:
+    """Unit-length MiniLM sentence embeddings (rows), for semantic similarity and dense retrieval."""
+    return _embedder().encode(texts, batch_size=64, convert_to_numpy=True, normalize_embeddings=True)
+
+
 def semantic_similarity(predictions: list[str], references: list[str]) -> list[float]:
-    model = _embedder()
-    a = model.encode(predictions, batch_size=64, convert_to_numpy=True, normalize_embeddings=True)
-    b = model.encode(references, batch_size=64, convert_to_numpy=True, normalize_embeddings=True)
+    a, b = embed(predictions), embed(references)
     return [float(x) for x in (a * b).sum(axis=1)]
 
 

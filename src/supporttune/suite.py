@@ -24,6 +24,7 @@ from .config import EvalConfig, PrepareConfig, SuiteConfig, TrainConfig, validat
 from .errors import Interrupted, RunFailed, UserError
 from .io import read_json, read_yaml_mapping, write_json
 from .memory import free_memory
+from .rundir import saved_identity
 
 PRESETS = ("quick", "full", "seed-recipe")
 
@@ -84,16 +85,17 @@ def _run_variant(tcfg: TrainConfig, ecfg: dict, data: Path) -> None:
     from .train import train
 
     out = Path(tcfg.out)
-    resumable = (out / "config.yaml").is_file() and yaml.safe_load((out / "config.yaml").read_text()).get("identity") == tcfg.identity()
+    resumable = saved_identity(out) == tcfg.identity()
     train(tcfg.model_copy(update={"resume": resumable, "force": not resumable}))
     evaluate(EvalConfig(**{**ecfg, "run": out, "data": data, "force": True}))
 
 
 def _baseline_cfg(name: str, cfg: SuiteConfig, data: Path, out: Path) -> EvalConfig:
     """Baselines use the variants' base model and prompt format, so the comparison is like for like."""
-    d = cfg.defaults
-    return EvalConfig(**{**cfg.eval, "baseline": name, "model": d.get("model", "smollm2-135m"), "data": data, "out": out,
-                         "prompt_format": d.get("prompt_format", "chat"), "tags": d.get("tags", True), "force": True})
+    d = TrainConfig(**cfg.defaults)
+    return EvalConfig(**{**cfg.eval, "baseline": name, "model": d.model, "data": data, "out": out,
+                         "prompt_format": d.prompt_format, "tags": d.tags, "history": d.history,
+                         "retrieval": d.retrieval, "force": True})
 
 
 def run_suite(cfg: SuiteConfig, out: Path, force: bool = False, log=print) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+from .. import rundir
 from ..io import read_json, read_jsonl, write_json
 from ..metrics import CorpusStats
 from ..provenance import provenance
@@ -33,6 +34,16 @@ def _entries(out: Path) -> list[dict]:
             ok = (d / "eval" / "metrics.json").is_file()
             entries.append({"name": d.name, "kind": kind[:-1], "dir": str(d.relative_to(out)), "status": "ok" if ok else "failed"})
     return entries
+
+
+def _training_figures(d: Path) -> dict:
+    """A variant's training figures, joined from its run directory (baselines have none: 0 trainable)."""
+    summary = rundir.summary(d)
+    if summary is None:
+        return {"trainable_params": 0, "trainable_pct": 0.0}
+    return {"trainable_params": summary.get("trainable_params"), "trainable_pct": summary.get("trainable_pct"),
+            "adapter_bytes": summary.get("adapter_bytes"),
+            **{f"train_{k}": summary.get(k) for k in ("wall_time_s", "tokens_per_s", "peak_rss_mb", "peak_cuda_mb")}}
 
 
 def _significance(loaded: dict[str, dict], n_resamples: int = 1000) -> list[dict]:
@@ -65,20 +76,19 @@ def build_results(out: Path) -> dict:
         if e.get("status") == "ok" and (d / "eval" / "metrics.json").is_file():
             metrics = read_json(d / "eval" / "metrics.json")
             preds = read_jsonl(d / "eval" / "predictions.jsonl")
-            item["metrics"] = {k: metrics.get(k) for k in TABLE_KEYS}
+            item["metrics"] = {k: metrics.get(k) for k in TABLE_KEYS} | _training_figures(d)
             item["ci"] = metrics.get("ci", {})
             item["breakdown"] = {k: metrics.get(f"by_{k}") for k in ("category", "priority", "sentiment")}
             item["worst"] = metrics.get("worst")
             item["decoding"] = metrics.get("decoding")
             item["samples"] = [{k: r[k] for k in ("id", "brand", "input", "reference", "prediction")} for r in preds[:6]]
-            if (d / "loss.jsonl").is_file():
-                item["loss"] = read_jsonl(d / "loss.jsonl")
-            if (d / "config.yaml").is_file():
-                import yaml
-
-                conf = yaml.safe_load((d / "config.yaml").read_text())
-                item["config"] = conf.get("train")
-                item["config_hash"] = conf.get("config_hash")
+            if rundir.loss_log(d):
+                item["loss"] = rundir.loss_log(d)
+            if (d / rundir.CONFIG).is_file():
+                record = rundir.read_record(d, finished=False)
+                item["config"] = record.train
+                item["config_hash"] = record.config_hash
+                item["prompt"] = record.prompt
             loaded[e["name"]] = {"predictions": preds, "corpus": CorpusStats([r["prediction"] for r in preds],
                                                                                [r["reference"] for r in preds])}
         elif (d / "failed.json").is_file():
