@@ -177,7 +177,10 @@ def test_cli_export_and_one_line_errors(suite, tmp_path):
         shutil.rmtree(next(lonely.glob(f"*/{name}")))
     for args, needle in ((["rate", str(tmp_path / "nope")], "not a directory"),
                          (["rate", str(lonely)], "at least two entries"),
-                         (["rate", str(suite), "--rater", "a/b"], "rater name")):
+                         (["rate", str(suite), "--rater", "a/b"], "rater name"),
+                         (["rate", str(suite), "--prompt-from", str(tmp_path)], "goes with --export-preferences"),
+                         (["rate", str(suite), "--export-preferences", str(out), "--prompt-from", str(tmp_path)],
+                          "not a training run")):
         res = cli(*args)
         errors = [x for x in res.stderr.splitlines() if x.startswith("supporttune: error:")]
         assert res.returncode != 0 and len(errors) == 1 and needle in errors[0] and "Traceback" not in res.stderr, res.stderr

@@ -201,7 +201,7 @@ def test_win_rates_flags_and_kappa_by_hand():
 
 def test_export_writes_trl_preference_pairs_from_our_prompt_builder(suite, tmp_path):
     from supporttune.prompts import tag_line
-    from supporttune.rate import export
+    from supporttune.rate import export_votes
     from supporttune.rate.store import FILENAME, Store
 
     store = Store(suite / FILENAME)
@@ -210,7 +210,7 @@ def test_export_writes_trl_preference_pairs_from_our_prompt_builder(suite, tmp_p
                                                ("skip", "pt-10", "retrieval-tfidf")]):
         store.append({"rater": "ann", "message_id": f"m0{k}", "left": left, "right": right, "choice": choice, "flags": {}})
     out = tmp_path / "prefs.jsonl"
-    assert export(suite, out) == (2, 4)
+    assert export_votes(suite, out)[:2] == (2, 4)
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert all(set(r) == {"prompt", "chosen", "rejected"} for r in rows)
     first = rows[0]
@@ -222,22 +222,46 @@ def test_export_writes_trl_preference_pairs_from_our_prompt_builder(suite, tmp_p
     assert rows[1]["chosen"][0]["content"].startswith("Sorry about order 1")
 
 
-def test_exported_prompt_renders_to_the_exact_training_prompt():
-    """Through a real chat template, the exported messages give the very text the prompt builder gives."""
+def _tiny_run(root: Path, prompt: dict) -> Path:
+    """A run directory as far as the export reads it: config.yaml (the record) and a local base tokenizer."""
+    import yaml
     from tokenizers import Tokenizer
     from tokenizers.models import WordLevel
     from transformers import PreTrainedTokenizerFast
 
-    from supporttune.prompts import PromptSpec, prompt_text
-    from supporttune.rate.export import prompt_messages
-
-    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(WordLevel({"<unk>": 0}, unk_token="<unk>")), unk_token="<unk>")
+    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(WordLevel({"<unk>": 0}, unk_token="<unk>")), unk_token="<unk>",
+                                  eos_token="<unk>")
     tok.chat_template = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
                          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-    for m in messages(4):
-        for spec in (PromptSpec(), PromptSpec(tags=False)):
-            rendered = tok.apply_chat_template(prompt_messages(m, spec), tokenize=False, add_generation_prompt=True)
-            assert rendered == prompt_text(tok, m, spec)
+    tok.save_pretrained(root / "base")
+    run = root / "run"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump({
+        "train": {"method": "lora", "name": "lora-h2"}, "identity": {}, "config_hash": "x",
+        "model": {"name": "tiny", "kind": "local", "location": str(root / "base")}, "prompt": prompt}))
+    return run
+
+
+def test_export_with_a_runs_own_prompt_shows_its_history(suite, tmp_path):
+    from supporttune.prompts import PromptSpec, chat_messages, prompt_text
+    from supporttune.rate import export_votes
+    from supporttune.rate.store import FILENAME, Store
+
+    Store(suite / FILENAME).append({"rater": "ann", "message_id": "m03", "left": "qlora-r8", "right": "pt-10",
+                                    "choice": "left", "flags": {}})
+    out = tmp_path / "prefs.jsonl"
+    run = _tiny_run(tmp_path / "chat", {"format": "chat", "tags": True, "history": 2})
+    assert export_votes(suite, out, run)[:2] == (1, 1)
+    [row] = [json.loads(x) for x in out.read_text().splitlines()]
+    msg = messages()[3]
+    assert [m["role"] for m in row["prompt"]] == ["system", "user", "assistant", "user"]
+    assert row["prompt"][1:3] == msg["history"] and row["prompt"][3] == {"role": "user", "content": msg["input"]}
+    assert row["prompt"][0] == chat_messages(None, msg, PromptSpec())[0]  # the same system turn (brand, tags)
+    plain = _tiny_run(tmp_path / "plain", {"format": "plain", "tags": False, "history": 0})
+    export_votes(suite, out, plain)
+    [row] = [json.loads(x) for x in out.read_text().splitlines()]
+    assert row["prompt"] == prompt_text(None, msg, PromptSpec(format="plain", tags=False))
+    assert row["chosen"] == " " + ENTRIES["qlora-r8"][2](3, msg)  # TRL's standard format, spaced as in training
 
 
 def test_report_gains_a_human_preference_section_only_with_votes(suite):

@@ -373,14 +373,18 @@ def rate(
     overlap: float = typer.Option(0.25, min=0, max=1, help="Share of comparisons drawn from messages another rater judged (for kappa)."),
     export_preferences: Optional[Path] = typer.Option(None, "--export-preferences",
                                                       help="Write the decided votes as TRL preference pairs (JSONL) and exit."),
+    prompt_from: Optional[Path] = typer.Option(None, help="With --export-preferences: build prompts as this run does "
+                                                          "(history, retrieval) [default: the standard chat prompt]."),
 ):
     """Blind side-by-side rating of two entries' replies (keys 1-4); `report` then adds a Human preference section."""
+    if prompt_from is not None and export_preferences is None:
+        raise UserError("--prompt-from goes with --export-preferences")
     if export_preferences is not None:
-        from .rate import export
+        from .rate import export_votes
 
-        written, votes = export(suite, export_preferences)
+        written, votes, prompt = export_votes(suite, export_preferences, prompt_from)
         typer.echo(f"wrote {written} preference pairs (from {votes} decided votes; ties and both-bad are not pairs) "
-                   f"to {export_preferences}")
+                   f"with {prompt} to {export_preferences}")
         return
     from .rate.app import RatingSession
     from .rate.app import serve as serve_rating

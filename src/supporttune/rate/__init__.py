@@ -10,12 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def export(suite: Path, out: Path) -> tuple[int, int]:
-    """Write SUITE's decided votes as preference pairs to ``out``; (pairs written, decided votes)."""
-    from .export import export_preferences
+def export_votes(suite: Path, out: Path, prompt_from: Path | None = None) -> tuple[int, int, str]:
+    """Write SUITE's decided votes as preference pairs to ``out``: (pairs written, decided votes, whose prompt)."""
+    from .export import PromptSource, export_preferences
     from .prefs import decided
     from .replies import load_replies
     from .store import FILENAME, read_votes
 
     votes = decided(read_votes(Path(suite) / FILENAME))
-    return export_preferences(load_replies(suite), votes, out), len(votes)
+    source = PromptSource.from_run(prompt_from) if prompt_from is not None else PromptSource()
+    return export_preferences(load_replies(suite), votes, out, source), len(votes), source.name
