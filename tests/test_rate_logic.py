@@ -124,6 +124,19 @@ def test_scheduler_resumes_from_the_store_and_empty_replies_stay(suite):
     assert "" in again.suite.replies["pt-10"].values()  # empty predictions are compared like any other
 
 
+def test_history_comes_from_the_prepared_data_when_predictions_lack_it(suite):
+    from supporttune.rate.replies import load_replies
+
+    turns = [{"role": "user", "content": "Earlier question"}, {"role": "assistant", "content": "Earlier answer"}]
+    (suite / "data").mkdir()
+    (suite / "data" / "test.jsonl").write_text(json.dumps({"id": "m01", "input": "x", "output": "y", "history": turns}) + "\n"
+                                               + json.dumps({"id": "m03", "history": [{"role": "user", "content": "no"}]}) + "\n")
+    got = load_replies(suite).messages
+    assert got["m01"]["history"] == turns  # filled in
+    assert got["m03"]["history"] == messages()[3]["history"]  # the prediction line's own history wins
+    assert not got["m02"].get("history")
+
+
 def test_scheduler_overlap_gives_a_second_rater_the_first_raters_items(suite):
     sched = _scheduler(suite, overlap=1.0)
     ann = set()

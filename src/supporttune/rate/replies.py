@@ -2,8 +2,10 @@
 
 The entry list comes from the report's reader (``suite_status.json``, or the folders of a suite
 made by hand), so the rating page and the report agree on which entries a suite has. An entry
-counts when its ``eval/predictions.jsonl`` exists and it has no ``failed.json``; empty replies are kept (a blank answer is a
-legitimate thing to lose a comparison with).
+counts when its ``eval/predictions.jsonl`` exists and it has no ``failed.json``; empty replies are
+kept (a blank answer is a legitimate thing to lose a comparison with). A message's thread history
+comes with its prediction line when evaluate wrote it there, else from the suite's prepared data
+(``SUITE/data/``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,20 @@ class SuiteReplies:
         return sorted(self.replies)
 
 
+def _add_history(suite: Path, messages: dict[str, dict]) -> None:
+    """Thread history from the suite's prepared data (``SUITE/data/*.jsonl``) for messages whose predictions lack it."""
+    missing = {mid for mid, m in messages.items() if not m.get("history")}
+    for split in ("test", "val"):
+        path = suite / "data" / f"{split}.jsonl"
+        if not missing or not path.is_file():
+            continue
+        for row in read_jsonl(path):
+            mid = str(row.get("id"))
+            if mid in missing and row.get("history"):
+                messages[mid]["history"] = row["history"]
+                missing.discard(mid)
+
+
 def load_replies(suite: Path) -> SuiteReplies:
     """Read a suite directory; fails with one line when fewer than two entries have predictions."""
     suite = Path(suite)
@@ -53,6 +69,7 @@ def load_replies(suite: Path) -> SuiteReplies:
             got[mid] = r.get("prediction") or ""
             messages.setdefault(mid, {k: r.get(k) for k in MESSAGE_KEYS} | {"id": mid})
         replies[e["name"]] = got
+    _add_history(suite, messages)
     if len(replies) < 2:
         raise UserError(f"{suite}: rating needs at least two entries with eval/predictions.jsonl "
                         f"(found {len(replies)}: {', '.join(replies) or 'none'})")
