@@ -234,7 +234,8 @@ class SuiteConfig(StageConfig):
 
 def _grid_label(key: str, value) -> str:
     short = {"r": "r", "alpha": "a", "dropout": "d", "virtual_tokens": "vt", "lr": "lr", "prompt_format": "",
-             "prompt_init": "init-", "tags": "tags-", "targets": "t-"}
+             "prompt_init": "init-", "tags": "tags-", "targets": "t-", "retrieve": "k", "history": "h",
+             "seed": "seed", "distract_share": "raft"}
     if isinstance(value, bool):
         value = "on" if value else "off"
     if isinstance(value, list):
