@@ -90,11 +90,12 @@ class Metric:
 
 
 def significant(x: float, digits: int) -> str:
-    """``digits`` significant digits, never scientific notation: 0.0043, 12.3, 153, 1,530."""
+    """At most ``digits`` significant digits, never scientific notation: 0.0043, 12.3, 9.1, 153, 1,530."""
     if x == 0:
         return "0"
     decimals = max(0, digits - 1 - math.floor(math.log10(abs(x))))
-    return f"{x:,.{decimals}f}"
+    text = f"{x:,.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text  # 4.00 -> 4, 9.10 -> 9.1
 
 
 # ---- scorers ------------------------------------------------------------------------------------
@@ -218,11 +219,15 @@ METRICS: tuple[Metric, ...] = (
 
 
 def select(**want) -> tuple[Metric, ...]:
-    """Entries whose fields are truthy/falsy as asked, in table order: ``select(test=True)``.
+    """Entries matching every condition, in table order: ``select(test=True)`` (a flag or scorer is
+    truthy/falsy as asked), ``select(group="speed")`` (equal).
 
     Reads ``METRICS`` at call time, so a metric added to the table (or by a test) reaches every consumer.
     """
-    return tuple(m for m in METRICS if all(bool(getattr(m, k)) == bool(v) for k, v in want.items()))
+    def match(value, wanted) -> bool:
+        return bool(value) == wanted if isinstance(wanted, bool) else value == wanted
+
+    return tuple(m for m in METRICS if all(match(getattr(m, k), v) for k, v in want.items()))
 
 
 def get(key: str) -> Metric:
