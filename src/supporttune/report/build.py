@@ -16,7 +16,7 @@ import yaml
 
 from .. import rundir
 from ..io import read_json, read_jsonl, write_json
-from ..metrics import PRIMARY, METRICS, CorpusStats, select
+from ..metrics import PRIMARY, CorpusStats, select
 from ..provenance import provenance
 from ..stats import paired_test
 from .verdict import decide
@@ -49,7 +49,7 @@ def _figures(d: Path, metrics: dict) -> dict:
     summary = rundir.summary(d)
     generated = _generated(metrics)
     out = {}
-    for m in METRICS:
+    for m in select():
         if m.train_key and summary is not None:
             value = summary.get(m.train_key)
         else:
