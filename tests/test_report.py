@@ -121,7 +121,7 @@ def test_main_table_ranks_entries_and_formats_by_metric(issue_suite):
     assert rows["pt10"][lat] == "153" and rows["pt10"][thr] == "9.14"
     rouge = rows["qlora"][cols.index("ROUGE-L") - 1]
     assert rouge.count(".") == 3 and all(len(x.split(".")[1].strip("],")) == 1 for x in rouge.split())  # 1 decimal
-    assert rows["retrieval"][cols.index("vs ship (ROUGE-L)") - 1] == "ship"
+    assert rows["retrieval"][cols.index("Δ vs ship") - 1] == "ship"
     assert "142904" not in (out / "report.md").read_text()
 
 
@@ -209,7 +209,7 @@ def test_a_metric_added_to_the_table_reaches_every_consumer(tmp_path, monkeypatc
     render_report(out)
     md = (out / "report.md").read_text()
     main = md.split("## Main results")[1].split("## Figures")[0]
-    assert "| Words |" in main and f"{m['words']:.2f} [" in main
+    assert "| Words |" in main and "SemSim" not in main  # semantic scores off: no empty column and f"{m['words']:.2f} [" in main
     assert "Words: a − b" in md and "Words: reply length in words" in md
     panels = [ax.get_title() for fig in figures for ax in fig.axes]
     assert "Words" in panels and "ROUGE-L" in panels
@@ -246,3 +246,8 @@ def test_first_screen_shows_the_verdict(issue_suite, tmp_path, width):
     # the verdict box (amber: a baseline ships) is on the first screen, near the top
     box = [y for y in range(0, 900, 4) if img.getpixel((width // 2, y)) == (0xFF, 0xF8, 0xE6)]
     assert box and box[0] < 200, "verdict box not at the top of the first screen"
+
+
+def test_headline_text_for_the_cli():
+    doc = {"rougeL": 12.47, "bleu": 0.8, "chrf": 14.71, "semantic_sim": None}
+    assert registry.headline_text(doc) == "ROUGE-L 12.5  BLEU 0.8  chrF 14.7  SemSim -"

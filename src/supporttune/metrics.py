@@ -285,3 +285,8 @@ def length_stats(predictions: list[str], references: list[str], hit_max: list[bo
     return {"length_ratio": float(np.mean(ratios)) if ratios else None,
             "empty_share": sum(not p.strip() for p in predictions) / n,
             "runaway_share": sum(hit_max) / n}
+
+
+def headline_text(doc: dict) -> str:
+    """One line of an evaluation's headline quality numbers, e.g. for the CLI: 'ROUGE-L 12.5  BLEU 0.8 ...'."""
+    return "  ".join(f"{m.label} {m.format(doc.get(m.key))}" for m in select(headline=True, group="quality"))

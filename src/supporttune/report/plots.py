@@ -18,10 +18,17 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ..metrics import get, select  # noqa: E402
+from ..metrics import PRIMARY, get, select  # noqa: E402
 from .tables import ranked  # noqa: E402
 
 COLORS = {"variant": "#3b6fb6", "baseline": "#9a9a9a"}
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _ship(results: dict) -> str | None:
@@ -57,14 +64,11 @@ def quality_by_entry(results: dict, path: Path) -> Path | None:
         ax.grid(axis="x", alpha=0.3)
     axes[0][0].set_yticks(ys, [e["name"] for e in entries], fontsize=8.5)
     fig.suptitle("Reply quality per entry (95% CI; blue: fine-tuned, grey: baseline; outlined: ship)", fontsize=10.5)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def quality_vs_latency(results: dict, path: Path) -> Path | None:
-    primary, lat = get(results.get("primary", "rougeL")), get("latency_p50_s")
+    primary, lat = get(PRIMARY), get("latency_p50_s")
     entries = [e for e in ranked(results) if e["metrics"].get(lat.key) and e["metrics"].get(primary.key) is not None]
     if not entries:
         return None
@@ -76,7 +80,8 @@ def quality_vs_latency(results: dict, path: Path) -> Path | None:
         ax.errorbar(x, y, yerr=[[y - ci[0]], [ci[1] - y]] if ci else None, fmt="o", ms=7, capsize=3,
                     color=COLORS.get(e["kind"], "C1"), mec="black" if e["name"] == ship else COLORS.get(e["kind"], "C1"))
         flag = " †" if e.get("speed_flags") else ""
-        ax.annotate(e["name"] + flag, (x, y), fontsize=8, xytext=(7, 6 if i % 2 == 0 else -12), textcoords="offset points")
+        ax.annotate(e["name"] + flag, (x, y), fontsize=8, xytext=(8, 5 if i % 2 == 0 else -13), textcoords="offset points",
+                    bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85), zorder=5)
     for kind, color in COLORS.items():
         ax.scatter([], [], color=color, label="fine-tuned variant" if kind == "variant" else kind)
     ax.legend(fontsize=8, loc="best")
@@ -87,10 +92,7 @@ def quality_vs_latency(results: dict, path: Path) -> Path | None:
     ax.set_ylabel(f"{primary.label} (higher is better)")
     ax.set_title(f"{primary.label} vs latency (entries that generate replies; † = unreliable timing)", fontsize=10)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def training_loss(results: dict, path: Path) -> Path | None:
@@ -111,10 +113,7 @@ def training_loss(results: dict, path: Path) -> Path | None:
     ax.set_title("Training (line) and validation (dashed) loss per variant", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 FIGURES = (("quality_by_entry", "Reply quality per entry", quality_by_entry),

@@ -67,12 +67,12 @@ def main_table(results: dict) -> Table | None:
     verdict = results.get("verdict") or {}
     versus = {v["name"]: v for v in verdict.get("versus", [])}
     primary = get(PRIMARY)
-    cols = select(headline=True)
+    cols = [m for m in select(headline=True) if any(e["metrics"].get(m.key) is not None for e in entries)]
     header = ["entry", "kind"]
     for m in cols:
         header.append(m.column)
         if m.key == PRIMARY:
-            header.append(f"vs ship ({primary.label})")
+            header.append("Δ vs ship")
     rows = []
     for e in entries:
         row = [e["name"], e["kind"]]
@@ -81,7 +81,7 @@ def main_table(results: dict) -> Table | None:
             if m.key == PRIMARY:
                 row.append(_versus_cell(versus.get(e["name"]), m))
         rows.append(row)
-    note = (f"Ranked by {primary.label}. Brackets: 95% bootstrap CI. 'vs ship': the entry's {primary.label} minus the "
+    note = (f"Ranked by {primary.label}. Brackets: 95% bootstrap CI. 'Δ vs ship': the entry's {primary.label} minus the "
             "shipped entry's, with the Holm-adjusted paired-bootstrap p; ≈ = not distinguishable from it. "
             "'-': not measured (replies that are looked up, not generated, have no latency or throughput)." + _flag_note(entries))
     return Table("Main results", header, rows, note, numeric=set(range(2, len(header))), marked={0})
