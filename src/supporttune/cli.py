@@ -232,7 +232,14 @@ def run_cmd(
                      launch_one=fsdp)
     if results is None:
         return
-    typer.echo(f"best variant: {results['best_variant']} (by ROUGE-L); report: {out / 'report.html'} and {out / 'report.md'}")
+    from .errors import RunFailed
+    from .report.verdict import summary_lines
+
+    for line in summary_lines(results["verdict"]):
+        typer.echo(line)
+    typer.echo(f"report: {out / 'report.html'} and {out / 'report.md'}")
+    if results["verdict"]["status"] != "ok":
+        raise RunFailed(f"every entry of the suite failed (errors in {out / 'report.md'})")
 
 
 @app.command()

@@ -9,6 +9,7 @@ gathered back in input order, and rank 0 alone scores and writes.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -22,12 +23,13 @@ from .errors import UserError
 from .generate import DecodeSettings, Generated, batch1_latencies, generate_replies, load_agent, reference_nll
 from .io import read_json, read_jsonl, write_json, write_jsonl
 from .memory import PeakTracker, free_memory
-from .metrics import HEADLINE, PER_EXAMPLE, CorpusStats, corpus_scores, length_stats, per_example_scores
+from .metrics import CorpusStats, corpus_scores, length_stats, per_example_scores, select
 from .prompts import PromptSpec
 from .retrieval import ExemplarIndex
 from .stats import bootstrap_ci
 
 GROUPS = ("category", "priority", "sentiment")
+LOOKED_UP = ("retrieval", "constant")  # baselines whose replies are looked up: no latency or throughput to report
 
 
 def _breakdown(rows: list[dict], preds: list[str], refs: list[str], key: str) -> dict:
@@ -41,11 +43,24 @@ def _breakdown(rows: list[dict], preds: list[str], refs: list[str], key: str) ->
 
 def _worst(rows: list[dict], k: int) -> dict:
     fields = ("id", "input", "reference", "prediction", "brand", "category")
-    return {m: [{**{f: r[f] for f in fields}, m: r["scores"][m]} for r in sorted(rows, key=lambda r: r["scores"][m])[:k]]
-            for m in ("bleu", "rougeL")}
+    out = {}
+    for m in select(worst=True):
+        scored = [r for r in rows if r["scores"].get(m.key) is not None]
+        out[m.key] = [{**{f: r[f] for f in fields}, m.key: r["scores"][m.key]}
+                      for r in sorted(scored, key=lambda r: r["scores"][m.key] * (1 if m.higher_is_better else -1))[:k]]
+    return out
+
+
+def _machine_load() -> dict:
+    """How busy the machine was while latency was measured (the 1-minute load average covers it)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {"latency_load_1m": None if load is None else round(load, 2), "latency_cpus": cpus}
 
 
 def score(examples: list[dict], gens: list[Generated], latencies: list[float], cfg: EvalConfig) -> tuple[list[dict], dict]:
+    """Per-example rows and the metrics document: every metric of the metrics table, CIs, breakdowns, worst cases."""
+    load = _machine_load() if latencies else {}  # read first: scoring itself keeps the CPU busy
     preds = [g.text for g in gens]
     refs = [ex["output"] for ex in examples]
     scores = per_example_scores(preds, refs, semantic=cfg.semantic)
@@ -57,14 +72,15 @@ def score(examples: list[dict], gens: list[Generated], latencies: list[float], c
                      "hit_max": g.hit_max, "latency_s": g.latency_s, "scores": {k: (round(v, 4) if v is not None else None) for k, v in s.items()}})
     corpus = CorpusStats(preds, refs)
     metrics = {**corpus_scores(preds, refs, scores), **length_stats(preds, refs, [g.hit_max for g in gens])}
-    metrics["ci"] = bootstrap_ci(scores, tuple(k for k in HEADLINE if metrics.get(k) is not None), corpus,
-                                 cfg.bootstrap, cfg.seed)
+    metrics["ci"] = bootstrap_ci(scores, tuple(m.key for m in select(ci=True) if metrics.get(m.key) is not None),
+                                 corpus, cfg.bootstrap, cfg.seed)
+    metrics["generated"] = cfg.baseline not in LOOKED_UP
     for key in GROUPS:
         metrics[f"by_{key}"] = _breakdown(rows, preds, refs, key)
     metrics["worst"] = _worst(rows, cfg.worst_k)
     if latencies:
         metrics.update(latency_p50_s=float(np.percentile(latencies, 50)), latency_p95_s=float(np.percentile(latencies, 95)),
-                       latency_mean_s=float(np.mean(latencies)), latency_samples=len(latencies))
+                       latency_mean_s=float(np.mean(latencies)), latency_samples=len(latencies), **load)
     return rows, metrics
 
 
@@ -95,7 +111,8 @@ def rescore(eval_dir: Path, cfg: EvalConfig) -> dict:
     gens = [Generated(r["prediction"], r["new_tokens"], r["hit_max"], r.get("latency_s")) for r in preds]
     rows, metrics = score(examples, gens, [], cfg)
     kept = {k: v for k, v in old.items() if k not in metrics or k.startswith(("latency", "throughput"))}
-    metrics = {**metrics, **kept, "rescored": True}
+    generated = old.get("generated", old.get("name") not in LOOKED_UP)  # cfg here names no real baseline
+    metrics = {**metrics, **kept, "generated": generated, "rescored": True}
     write_jsonl(eval_dir / "predictions.jsonl", rows)
     write_json(eval_dir / "metrics.json", metrics)
     return metrics
@@ -184,4 +201,4 @@ def evaluate(cfg: EvalConfig) -> dict:
     return metrics
 
 
-__all__ = ["evaluate", "PER_EXAMPLE"]
+__all__ = ["evaluate", "score", "rescore"]

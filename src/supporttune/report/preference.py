@@ -12,12 +12,12 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from ..metrics import PRIMARY as METRIC  # the metric the verdict ranks by
 from ..rate.prefs import agreement, bradley_terry, decided, flag_counts, win_rates
 from ..rate.store import FILENAME, FLAG_LABELS, FLAGS, Store
 
 N_BOOT = 1000
 CLEAR = 0.95  # share of bootstrap resamples for "clearly preferred"
-METRIC = "rougeL"
 
 
 def _compare_with_metric(strength: dict, draws, index: dict, entries: list[dict]) -> dict:
