@@ -334,6 +334,10 @@ def bench(
     quick: bool = typer.Option(False, "--quick", help="Tiny random model, few steps: checks the harness in under a minute on a CPU."),
     scaling: Optional[str] = typer.Option(None, help="Process counts, e.g. 1,2,4: measure how DDP training throughput "
                                                      "scales (real `train --nproc N` runs; methods default to lora,qlora)."),
+    global_batch: Optional[int] = typer.Option(None, help="With --scaling: sequences per optimizer step, the same for "
+                                                          "every process count [default: 16 x the largest count]."),
+    repeats: Optional[int] = typer.Option(None, help="With --scaling: runs per point, the median is reported "
+                                                     "[default: 3]; otherwise: " + h(BenchConfig, "repeats")),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help=h(BenchConfig, "out")),
 ):
     """Measure the seed recipe against supporttune's fast path (training and generation), or multi-GPU scaling."""
@@ -351,9 +355,11 @@ def bench(
             raise UserError(f"--scaling takes comma-separated process counts, e.g. 1,2,4 (got '{scaling}')") from None
         chosen = build(BenchConfig, methods="lora,qlora" if methods == "qlora,lora,prompt-tuning" else methods).methods
         run_scaling(counts, chosen, "tiny-arch" if quick else model, data, pick_device(device), steps or (6 if quick else 30),
-                    4 if quick else 16, out, tokenizer, repeats=1 if quick else 3, log=typer.echo)
+                    4 if quick else 16, out, tokenizer, repeats=repeats or (1 if quick else 3), log=typer.echo,
+                    global_batch=global_batch)
         return
     values = dict(model=model, methods=methods, device=device, data=data, tokenizer=tokenizer, steps=steps, warmup=warmup,
+                  repeats=repeats,
                   compile=compile, liger=liger, static_cache=static_cache, generation=not no_generation, out=out,
                   training=not no_training)
     if quick:
