@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 T0 = time.monotonic()
-DEADLINE = float(os.environ.get("GPU15_DEADLINE_S", 520))  # the script ends (with its summary) before the device call does
+DEADLINE = float(os.environ.get("GPU15_DEADLINE_S", 480))  # the script ends (with its summary) before the device call does
 RESULT: dict = {}
 WORK = Path(tempfile.gettempdir()) / "gpu15"
 LOGS = WORK / "logs"
@@ -298,7 +298,7 @@ def main() -> None:
     ap.add_argument("--cpu", action="store_true", help="smoke test on CPU processes (gloo), tiny model, no FSDP")
     ap.add_argument("--tok", default="tok")
     ap.add_argument("--data", default="twcs")
-    ap.add_argument("--steps", type=int, default=24)
+    ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--budget-scaling", type=float, default=380)
     ap.add_argument("--large-batch-before", type=float, default=230, help="run the larger batch only if this early")
