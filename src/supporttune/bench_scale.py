@@ -5,8 +5,8 @@ same data, the same global batch (``batch_size`` sequences per GPU per micro-bat
 divided among the ranks) and the same random weights of the chosen architecture (speed does not
 depend on weight values). The figure is train_summary.json's ``steady_tokens_per_s``: real
 (non-pad) tokens of all ranks per second of optimizer steps, warm-up steps left out. One
-unmeasured run on the largest process count goes first (the first process on a fresh machine ran
-30-55% slower on the H100, and it warms every GPU), the repeats of the points are interleaved
+unmeasured run on the largest process count goes first when there are repeats or GPUs (the first
+process on a fresh machine ran 30-55% slower on the H100, and it warms every GPU), the repeats of the points are interleaved
 (1, 2, 4, 1, 2, 4, ...) so that drift of the machine does not favour one count, and each point is
 the median of ``repeats`` runs, all of them kept in the JSON. Dropout is off, so every count runs
 the same computation and the loss curves must agree (to bf16 rounding on GPUs).
@@ -19,6 +19,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import yaml
@@ -67,13 +68,19 @@ def train_config(model: Path, data: Path, method: str, max_steps: int, batch_siz
 def _train(work: Path, name: str, cfg: dict, n: int) -> dict:
     run = work / name
     (work / "cfg.yaml").write_text(yaml.safe_dump({**cfg, "out": str(run)}))
+    started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "supporttune", "train", "--config", str(work / "cfg.yaml"), "--force",
                            "--nproc", str(n)], capture_output=True, text=True)
     if done.returncode:
         raise RunFailed(f"{cfg['method']} on {n} process(es) failed: {done.stderr.strip().splitlines()[-1]}")
     summary = read_json(run / "train_summary.json")
+    summary["launch_s"] = round(time.monotonic() - started, 1)  # the whole command: start-up, loading, training, exit
     summary["loss_curve"] = [[r["step"], r["train_loss"]] for r in read_jsonl(run / "loss.jsonl") if "train_loss" in r]
     return summary
+
+
+RUN_KEYS = ("steady_tokens_per_s", "tokens_per_s", "wall_time_s", "launch_s", "final_train_loss", "final_val_loss", "peak_cuda_mb",
+            "loss_curve")
 
 
 def _median(runs: list[dict]) -> dict:
@@ -106,16 +113,20 @@ def run_scaling(counts: list[int], methods: list[str], arch: str, data: str, dev
     def config(method: str, max_steps: int) -> dict:
         return train_config(model, prepared, method, max_steps, batch_size, global_batch, device)
 
-    if repeats > 1:
+    if repeats > 1 or device == "cuda":
         log(f"warm-up run on {counts[-1]} process(es) (not measured) ...")
         _train(work, "warmup", config(methods[0], min(steps, 10)), counts[-1])
-    points = []
+    points: list[dict] = []
+    done: list[dict] = []
     for method in methods:
         runs: dict[int, list[dict]] = {n: [] for n in counts}
         for k in range(repeats):
             for n in counts:
                 log(f"{method}: {n} process(es), global batch {global_batch}, run {k + 1}/{repeats} ...")
                 runs[n].append(_train(work, f"{method}-{n}", config(method, steps), n))
+                done.append({"method": method, "processes": n, **{key: runs[n][-1].get(key) for key in RUN_KEYS}})
+                if out is not None:  # every run on disk as it ends: a harness stopped half-way keeps its figures
+                    write_json(out, {"kind": "scaling-partial", "global_batch": global_batch, "runs": done})
         for n in counts:
             s = _median(runs[n])
             points.append({"method": method, "processes": n, "steady_tokens_per_s": s["steady_tokens_per_s"],
@@ -132,7 +143,7 @@ def run_scaling(counts: list[int], methods: list[str], arch: str, data: str, dev
         log(f"{p['method']:>14} x{p['processes']}: {p['steady_tokens_per_s']:>10,.0f} tokens/s  "
             f"speed-up {p['speedup']:.2f}  efficiency {p['efficiency']:.0%}  "
             f"loss {p['final_train_loss']:.4f} (max diff to 1 process {p['max_loss_diff_vs_1']:.4f})")
-    result = {"kind": "scaling", "arch": arch, "device": device, "steps": steps, "repeats": repeats,
+    result = {"kind": "scaling", "arch": arch, "runs": done, "device": device, "steps": steps, "repeats": repeats,
               "per_device_batch": batch_size, "global_batch": global_batch, "points": points,
               "host": platform.node(), **provenance({})}
     if out is not None:
