@@ -183,6 +183,7 @@ def evaluate(
     latency_samples: int = typer.Option(10, help=h(EvalConfig, "latency_samples")),
     prompt_format: str = typer.Option("chat", help=h(EvalConfig, "prompt_format")),
     tags: bool = typer.Option(True, "--tags/--no-tags", help=h(EvalConfig, "tags")),
+    semantic: bool = typer.Option(True, "--semantic/--no-semantic", help=h(EvalConfig, "semantic")),
     device: str = typer.Option("auto", help=h(EvalConfig, "device")),
     nproc: int = typer.Option(1, help="Processes to shard generation over (one per GPU); predictions are gathered "
                                       "in order and scored once. [default: 1]"),
@@ -194,7 +195,7 @@ def evaluate(
 
     cfg = build(EvalConfig, run=run, baseline=baseline, data=data, split=split, limit=limit, model=model, out=out,
                 max_new_tokens=max_new_tokens, batch_size=batch_size, latency_samples=latency_samples,
-                prompt_format=prompt_format, tags=tags, device=device, force=force)
+                prompt_format=prompt_format, tags=tags, semantic=semantic, device=device, force=force)
     m = staged(lambda: run_eval(cfg), Path(cfg.run or cfg.out) / "eval" / "metrics.json", nproc, cfg.device,
                lambda: preflight(cfg))
     if m is None:
@@ -340,6 +341,10 @@ def bench(
     quick: bool = typer.Option(False, "--quick", help="Tiny random model, few steps: checks the harness in under a minute on a CPU."),
     scaling: Optional[str] = typer.Option(None, help="Process counts, e.g. 1,2,4: measure how DDP training throughput "
                                                      "scales (real `train --nproc N` runs; methods default to lora,qlora)."),
+    global_batch: Optional[int] = typer.Option(None, help="With --scaling: sequences per optimizer step, the same for "
+                                                          "every process count [default: 16 x the largest count]."),
+    repeats: Optional[int] = typer.Option(None, help="With --scaling: runs per point, the median is reported "
+                                                     "[default: 3]; otherwise: " + h(BenchConfig, "repeats")),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help=h(BenchConfig, "out")),
 ):
     """Measure the seed recipe against supporttune's fast path (training and generation), or multi-GPU scaling."""
@@ -357,9 +362,11 @@ def bench(
             raise UserError(f"--scaling takes comma-separated process counts, e.g. 1,2,4 (got '{scaling}')") from None
         chosen = build(BenchConfig, methods="lora,qlora" if methods == "qlora,lora,prompt-tuning" else methods).methods
         run_scaling(counts, chosen, "tiny-arch" if quick else model, data, pick_device(device), steps or (6 if quick else 30),
-                    4 if quick else 16, out, tokenizer, repeats=1 if quick else 3, log=typer.echo)
+                    4 if quick else 16, out, tokenizer, repeats=repeats or (1 if quick else 3), log=typer.echo,
+                    global_batch=global_batch)
         return
     values = dict(model=model, methods=methods, device=device, data=data, tokenizer=tokenizer, steps=steps, warmup=warmup,
+                  repeats=repeats,
                   compile=compile, liger=liger, static_cache=static_cache, generation=not no_generation, out=out,
                   training=not no_training)
     if quick:

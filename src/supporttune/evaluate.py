@@ -119,20 +119,20 @@ def rescore(eval_dir: Path, cfg: EvalConfig) -> dict:
 
 
 def _generate_sharded(agent, examples: list[dict], settings: DecodeSettings, shots) -> list[Generated]:
-    """Replies in input order; with N ranks each generates every N-th example by prompt length."""
+    """Replies in input order; with N ranks each generates every N-th batch (batches as one process forms them)."""
     progress = f"generating ({agent.name})"
     if not distributed.active():
         return generate_replies(agent, examples, settings, shots, progress=progress)
-    by_length = sorted(range(len(examples)), key=lambda i: len(agent.prompt_ids(examples[i])))
-    mine = distributed.shard(by_length)
-    part = generate_replies(agent, [examples[i] for i in mine], settings, [shots[i] for i in mine] if shots else None,
-                            progress=progress)
-    return distributed.gather_ordered(dict(zip(mine, part)))
+    part = generate_replies(agent, examples, settings, shots, progress=progress,
+                            shard=(distributed.rank(), distributed.world_size()))
+    return distributed.gather_ordered({i: g for i, g in enumerate(part) if g is not None})
 
 
-def _perplexity_sharded(agent, examples: list[dict]) -> float | None:
-    mine = distributed.shard(list(range(len(examples))))
-    sums = distributed.all_gather(reference_nll(agent, [examples[i] for i in mine]))  # agent adds exemplars
+def _perplexity_sharded(agent, examples: list[dict], batch_size: int = 16) -> float | None:
+    """Each rank scores every N-th batch of 16 references, so each batch's sum is the one-process one."""
+    chunks = [list(range(i, min(i + batch_size, len(examples)))) for i in range(0, len(examples), batch_size)]
+    mine = [i for chunk in distributed.shard(chunks) for i in chunk]
+    sums = distributed.all_gather(reference_nll(agent, [examples[i] for i in mine], batch_size))  # agent adds exemplars
     nll, tokens = sum(s[0] for s in sums), sum(s[1] for s in sums)
     return float(np.exp(nll / tokens)) if tokens else None
 
