@@ -23,7 +23,7 @@ from . import distributed
 from .batching import split_global_batch
 from .config import EvalConfig, PrepareConfig, SuiteConfig, TrainConfig, validation_message
 from .errors import Interrupted, RunFailed, UserError
-from .io import read_json, read_yaml_mapping, write_json
+from .io import read_json, read_yaml_mapping, sha256_json, write_json
 from .memory import free_memory
 from .rundir import saved_identity
 
@@ -106,7 +106,7 @@ class Job:
     kind: str  # "variant" | "baseline"
     name: str
     dir: Path
-    digest: str  # resolved train+eval configs (and test data for baselines): a finished job with it is skipped
+    digest: str  # train/eval settings + test data content (not paths): a finished job with it is skipped, anywhere
     train: TrainConfig | None = None
     eval: EvalConfig | None = None
 
@@ -131,12 +131,14 @@ def plan_jobs(cfg: SuiteConfig, out: Path, data: Path) -> list[Job]:
     for v in cfg.expanded():
         dir_ = out / "variants" / v["name"]
         tcfg = TrainConfig(**{**cfg.defaults, **v, "data": data, "out": dir_})
-        digest = tcfg.digest() + "-" + EvalConfig(baseline="constant", out=dir_, **cfg.eval).digest()
+        ident = {k: v for k, v in tcfg.identity().items() if k != "data"}
+        digest = "-".join((sha256_json(ident)[:12], _eval_digest(EvalConfig(baseline="constant", out=dir_, **cfg.eval)),
+                           _data_digest(data)))
         jobs.append(Job("variant", v["name"], dir_, digest, train=tcfg))
     for b in cfg.baselines:
         dir_ = out / "baselines" / b
         ecfg = _baseline_cfg(b, cfg, data, dir_)
-        jobs.append(Job("baseline", b, dir_, ecfg.digest() + "-" + _data_digest(data), eval=ecfg))
+        jobs.append(Job("baseline", b, dir_, _eval_digest(ecfg) + "-" + _data_digest(data), eval=ecfg))
     return jobs
 
 
@@ -205,7 +207,14 @@ def run_suite(cfg: SuiteConfig, out: Path, force: bool = False, log=print) -> di
     return results
 
 
+def _eval_digest(ecfg: EvalConfig) -> str:
+    """What defines an evaluation's result: not where it is written or the data's path (its content is hashed)."""
+    return sha256_json({k: v for k, v in ecfg.resolved().items() if k not in ("out", "run", "data", "force", "device")})[:12]
+
+
 def _data_digest(data: Path) -> str:
+    """The prepared splits' content (train feeds variants and retrieval, test is what is scored)."""
     from .io import sha256_file
 
-    return sha256_file(Path(data) / "test.jsonl")[:12]
+    return sha256_json([sha256_file(Path(data) / f"{s}.jsonl") for s in ("train", "val", "test")
+                        if (Path(data) / f"{s}.jsonl").is_file()])[:12]
