@@ -122,37 +122,36 @@ def test_search_resumes_after_more_trials_ctrl_c_and_a_killed_process(tiny_model
     assert res.exit_code == 0, res.output
     first = _trial_rows(out)
     assert [r["number"] for r in first] == [0, 1] and "best: trial" in res.stdout
-
-    cfg = load_tune(config)
-    results = run_tune(cfg, out, 3, log=lambda m: None)  # the same study, one more trial
-    assert results["counts"]["finished"] == 3 and results["trials"][:2] == first
-    for r in results["trials"]:
+    for r in first:
         assert r["state"] in ("COMPLETE", "PRUNED") and r["dir"] == f"trials/trial-{r['number']:04d}"
         run = out / r["dir"]
         assert {"config.yaml", "loss.jsonl", "train_summary.json"} <= {p.name for p in run.iterdir()}
         assert not (run / "checkpoints").exists()
-    best = results["best"]
-    assert best["value"] == min(r["value"] for r in results["trials"] if r["state"] == "COMPLETE")
-    assert set(results["search_space"]) == {"lr", "r", "targets"} and results["study"]["sampler"]["seed"] == 0
     assert (out / "tune_search.png").stat().st_size > 1000 and "| trial | state |" in (out / "tune_report.md").read_text()
-    assert run_tune(cfg, out, 3, log=lambda m: None)["trials"] == results["trials"]  # nothing left to do
+    cfg = load_tune(config)
+    assert run_tune(cfg, out, 2, log=lambda m: None)["trials"] == first  # nothing left to do
 
-    with pytest.raises(Interrupted, match="trial 3; rerun the same command"):  # Ctrl-C in trial 3
-        run_tune(cfg, out, 4, log=lambda m: None, callbacks=[_SigintInTrial(1)])
+    # continue to 3 trials; Ctrl-C in the new trial 2
+    with pytest.raises(Interrupted, match="trial 2; rerun the same command"):
+        run_tune(cfg, out, 3, log=lambda m: None, callbacks=[_SigintInTrial(1)])
     after = _trial_rows(out)
-    assert after[3]["state"] == "FAIL" and after[3]["interrupted"] and after[:3] == results["trials"]
+    assert after[2]["state"] == "FAIL" and after[2]["interrupted"] and after[:2] == first
     study = open_study(cfg, out)
-    study.ask(cfg.distributions())  # trial 4: left running by a process that was killed
+    study.ask(cfg.distributions())  # trial 3: left running by a process that was killed
     del study
 
-    results = run_tune(cfg, out, 4, log=lambda m: None)
+    results = run_tune(cfg, out, 3, log=lambda m: None)  # the same command again
     rows = results["trials"]
-    assert rows[:3] == after[:3] and results["counts"]["finished"] == 4
-    assert [r["state"] for r in rows[3:]] == ["FAIL", "FAIL", rows[5]["state"], "WAITING"] and rows[5]["state"] in ("COMPLETE", "PRUNED")
-    assert open_study(cfg, out).user_attrs[INTERRUPTED] == [3, 4] and results["counts"]["interrupted"] == 2
-    assert rows[5]["retry_of"] == 3 and rows[5]["params"] == rows[3]["params"]  # redone first
-    assert rows[6]["retry_of"] == 4  # queued for the next run
-    assert not (trial_dir(out, 3) / "checkpoints").exists()
+    assert rows[:2] == first and results["counts"]["finished"] == 3 and len(rows) == 6
+    assert [r["state"] for r in rows[2:4]] == ["FAIL", "FAIL"] and rows[5]["state"] == "WAITING"
+    assert rows[4]["state"] in ("COMPLETE", "PRUNED") and rows[4]["steps"]
+    assert open_study(cfg, out).user_attrs[INTERRUPTED] == [2, 3] and results["counts"]["interrupted"] == 2
+    assert rows[4]["retry_of"] == 2 and rows[4]["params"] == rows[2]["params"]  # redone first
+    assert rows[5]["retry_of"] == 3  # queued for the next run
+    assert not (trial_dir(out, 2) / "checkpoints").exists()
+    complete = [r for r in rows if r["state"] == "COMPLETE"]
+    assert results["best"]["value"] == min(r["value"] for r in complete)
+    assert set(results["search_space"]) == {"lr", "r", "targets"} and results["study"]["sampler"]["seed"] == 0
 
 
 def test_pruning_stops_training_and_leaves_a_finished_run(tiny_train_cfg, tmp_path):

@@ -246,13 +246,12 @@ def _one_trial(cfg: TuneConfig, study, data: Path, out: Path, log, callbacks: li
         raise Interrupted(f"interrupted in trial {trial.number}; rerun the same command to continue "
                           f"(that trial is tried again)") from None
     except (UserError, RunFailed, RuntimeError, ValueError, OSError, MemoryError) as e:
+        from .memory import free_memory
+
         trial.set_user_attr("error", f"{type(e).__name__}: {e}")
         study.tell(trial, state=TrialState.FAIL)
         log(f"[trial {trial.number}] FAILED ({type(e).__name__}: {e})")
-    finally:
-        from .memory import free_memory
-
-        free_memory()
+        free_memory()  # a finished train() or evaluate() has freed its model already
 
 
 def run_tune(cfg: TuneConfig, out: Path, trials: int, timeout: float | None = None, force: bool = False,

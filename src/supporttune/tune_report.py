@@ -17,6 +17,7 @@ from .provenance import provenance
 PLOT = "tune_search.png"
 REPORT = "tune_report.md"
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
+MIN_FOR_IMPORTANCE = 5  # complete trials before parameter importances are worth showing
 
 
 def _trial(t, cfg, out: Path, cut: set[int]) -> dict:
@@ -41,13 +42,15 @@ def _trial(t, cfg, out: Path, cut: set[int]) -> dict:
 
 
 def _importances(study, cfg) -> dict | None:
-    """Optuna's default importance evaluator (PED-ANOVA on optuna 4+), once enough trials completed."""
-    import optuna
+    """Optuna's default importance evaluator (PED-ANOVA on optuna 4+), once enough trials completed to mean something."""
+    from optuna.trial import TrialState
 
-    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     varied = [k for k in cfg.search if len({repr(t.params.get(k)) for t in complete}) > 1]
-    if len(complete) < 3 or not varied:
+    if len(complete) < MIN_FOR_IMPORTANCE or not varied:
         return None
+    import optuna.importance  # imports scikit-learn: only when used
+
     try:
         return {k: round(float(v), 4) for k, v in optuna.importance.get_param_importances(study, params=varied).items()}
     except (RuntimeError, ValueError, ZeroDivisionError):  # too few distinct results to say
@@ -97,6 +100,7 @@ def plot(results: dict, path: Path) -> Path | None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     rows = results["trials"]
     if not any(r["value"] is not None or r["val_curve"] for r in rows):
@@ -119,6 +123,7 @@ def plot(results: dict, path: Path) -> Path | None:
         ys.append(best)
     if xs:
         ax.step(xs, ys, where="post", color="C3", label="best so far")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("trial")
     ax.set_ylabel(f"{metric} ({'lower' if minimize else 'higher'} is better)")
     ax.set_title(f"Search: {results['name']}")
