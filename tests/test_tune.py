@@ -49,6 +49,7 @@ def test_shipped_tune_config_validates():
     ({"objective": "rouge"}, "unknown objective 'rouge'"),
     ({"defaults": {"out": "x"}}, "defaults.out: set by tune"),
     ({"eval": {"split": "test"}}, "eval.split: set by tune"),
+    ({"defaults": {"fsdp": True}}, "defaults.fsdp: tune trains each trial in one process"),
     ({"search": {}}, "search"),
 ])
 def test_bad_tune_config_is_one_line(tmp_path, change, needle):

@@ -89,7 +89,7 @@ def pruning_callback(trial, sign: float, report_every: int | None):
 
 def _check_out(cfg: TuneConfig, out: Path, force: bool) -> None:
     """A new, empty or matching study directory; --force starts over."""
-    if not out.exists() or not any(out.iterdir()):
+    if not out.exists() or {p.name for p in out.iterdir()} <= {LOCK}:
         return
     if force:
         shutil.rmtree(out)

@@ -155,6 +155,8 @@ class TuneConfig(StageConfig):
         fixed = [k for k in PER_TRIAL if k in self.defaults]
         if fixed:
             raise ValueError(f"defaults.{fixed[0]}: set by tune for each trial; leave it out")
+        if self.defaults.get("fsdp"):
+            raise ValueError("defaults.fsdp: tune trains each trial in one process (no --nproc); leave fsdp off")
         _train_config(self.defaults, "defaults")
         for key, param in self.search.items():  # every bound and choice, one parameter at a time
             for value in param.extremes():
