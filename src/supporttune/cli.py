@@ -375,7 +375,7 @@ def tune(
     force: bool = typer.Option(False, "--force", help="Delete an existing study directory first."),
 ):
     """Search hyperparameters with Optuna (TPE, median pruning on validation loss); each trial is a run directory."""
-    from .tune import run_tune
+    from .tune import format_params, run_tune
     from .tune_space import load_tune
 
     cfg = load_tune(config, {k: v for k, v in {"data": data, "model": model}.items() if v is not None})
@@ -383,7 +383,7 @@ def tune(
     best = results["best"]
     if best:
         typer.echo(f"best: trial {best['number']} {results['objective']['metric']}={best['value']:.4f} "
-                   + " ".join(f"{k}={v}" for k, v in best["params"].items()))
+                   f"{format_params(best['params'])}")
     typer.echo(f"wrote {out / 'tune_results.json'} and {out / 'tune_report.md'}")
 
 

@@ -197,7 +197,7 @@ def _preflight(cfg: TuneConfig, data: Path) -> None:
                 validate(t)
 
 
-def _fmt(params: dict) -> str:
+def format_params(params: dict) -> str:
     def one(v):
         if isinstance(v, float):
             return f"{v:.3g}"
@@ -227,7 +227,7 @@ def _one_trial(cfg: TuneConfig, study, data: Path, out: Path, log, callbacks: li
     run = trial_dir(out, trial.number)
     tcfg = cfg.trial_config(params, data, run, run.name)
     retry = trial.user_attrs.get(RETRY_OF)
-    log(f"[trial {trial.number}] {_fmt(params)}" + (f" (again: trial {retry} was interrupted)" if retry is not None else ""))
+    log(f"[trial {trial.number}] {format_params(params)}" + (f" (again: trial {retry} was interrupted)" if retry is not None else ""))
     pruner = pruning_callback(trial, 1.0 if cfg.direction == "minimize" else -1.0, cfg.pruner.report_every)
     try:
         summary = train(tcfg, callbacks=[pruner, *(callbacks or [])])

@@ -162,7 +162,8 @@ def markdown(results: dict, has_plot: bool) -> str:
     lines = [f"# Hyperparameter search: {results['name']}", "",
              f"Objective: **{o['metric']}** ({o['direction']}; {o['source']}). "
              f"{c['finished']} of {results['trials_requested']} trials finished: {c['complete']} complete, "
-             f"{c['pruned']} pruned, {c['fail']} failed; {c['interrupted']} interrupted (tried again).", ""]
+             f"{c['pruned']} pruned, {c['fail']} failed; {c['interrupted']} interrupted (not counted; their "
+             f"parameters are tried again).", ""]
     b = results["best"]
     if b:
         lines += [f"**Best: trial {b['number']}**, {o['metric']} = {b['value']:.4f}, in `{b['dir']}`: "
