@@ -414,6 +414,32 @@ def rate(
     serve_rating(session, host, port, api_key)
 
 
+@app.command()
+def tune(
+    config: Path = typer.Option(..., "--config", "-c", help="Tune YAML: train defaults, search space, objective "
+                                                            "(example: src/supporttune/configs/tune.yaml)."),
+    trials: int = typer.Option(..., "--trials", "-n", help="Trials to finish in total; rerun the same command to "
+                                                           "continue an interrupted study or raise this."),
+    out: Path = typer.Option(..., "--out", "-o", help="Study directory: study.db, trials/, tune_results.json, "
+                                                      "tune_report.md."),
+    timeout: Optional[float] = typer.Option(None, help="Start no new trial after this many seconds."),
+    data: Optional[str] = typer.Option(None, help="Raw data file, 'builtin', or a prepared directory (overrides the config)."),
+    model: Optional[str] = typer.Option(None, help="Base model of every trial (overrides the config)."),
+    force: bool = typer.Option(False, "--force", help="Delete an existing study directory first."),
+):
+    """Search hyperparameters with Optuna (TPE, median pruning on validation loss); each trial is a run directory."""
+    from .tune import format_params, run_tune
+    from .tune_space import load_tune
+
+    cfg = load_tune(config, {k: v for k, v in {"data": data, "model": model}.items() if v is not None})
+    results = run_tune(cfg, out, trials, timeout=timeout, force=force, log=lambda m: typer.echo(m, err=True))
+    best = results["best"]
+    if best:
+        typer.echo(f"best: trial {best['number']} {results['objective']['metric']}={best['value']:.4f} "
+                   f"{format_params(best['params'])}")
+    typer.echo(f"wrote {out / 'tune_results.json'} and {out / 'tune_report.md'}")
+
+
 from .entry import main  # noqa: E402  (the console script `supporttune` = supporttune.cli:main)
 
 

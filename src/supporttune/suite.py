@@ -61,7 +61,7 @@ def preflight(cfg: SuiteConfig, nproc: int) -> None:
             raise UserError(f"variant {v['name']}: {e}") from None
 
 
-def _prepare_data(cfg: SuiteConfig, out: Path) -> Path:
+def prepare_data(cfg: SuiteConfig, out: Path) -> Path:
     given = Path(cfg.data)
     if given.is_dir() and (given / "train.jsonl").is_file():
         return given
@@ -154,7 +154,7 @@ def start_suite(cfg: SuiteConfig, out: Path, force: bool = False) -> Path:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "suite.yaml").write_text(yaml.safe_dump(cfg.resolved(), sort_keys=False))
-    return _prepare_data(cfg, out)
+    return prepare_data(cfg, out)
 
 
 def run_suite(cfg: SuiteConfig, out: Path, force: bool = False, log=print) -> dict:
