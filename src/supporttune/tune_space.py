@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .config import EvalConfig, PrepareConfig, StageConfig, TrainConfig, validation_message
 from .errors import UserError
-from .metrics import HEADLINE
+from .metrics import get, select
 
 # set per trial by tune itself: searching or fixing them makes no sense
 PER_TRIAL = ("name", "out", "resume", "force", "data")
@@ -29,7 +29,9 @@ EVAL_PER_TRIAL = ("run", "baseline", "out", "data", "split", "force")
 
 def direction(objective: str) -> str:
     """val_loss is lower-better; every headline metric (ROUGE-L, BLEU, chrF, semantic similarity) higher-better."""
-    return "minimize" if objective == "val_loss" else "maximize"
+    if objective == "val_loss":
+        return "minimize"
+    return "maximize" if get(objective).higher_is_better else "minimize"
 
 
 class _Strict(BaseModel):
@@ -141,8 +143,9 @@ class TuneConfig(StageConfig):
     @field_validator("objective")
     @classmethod
     def _objective(cls, v: str) -> str:
-        if v != "val_loss" and v not in HEADLINE:
-            raise ValueError(f"unknown objective '{v}' (choose from val_loss, {', '.join(HEADLINE)})")
+        headline = [m.key for m in select(headline=True)]
+        if v != "val_loss" and v not in headline:
+            raise ValueError(f"unknown objective '{v}' (choose from val_loss, {', '.join(headline)})")
         return v
 
     @model_validator(mode="after")
