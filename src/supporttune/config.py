@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from .io import sha256_json
 
@@ -80,7 +80,8 @@ class TrainConfig(StageConfig):
     init_text: str = Field("You are a helpful customer support assistant.", description="Text the virtual tokens start from.")
     epochs: float = Field(3, gt=0, description="Training epochs (ignored when max_steps is set).")
     max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps.")
-    lr: float | None = Field(None, gt=0, lt=1, description="Peak learning rate (linear decay); default 2e-4 for adapters, 3e-2 for prompt/prefix tuning.")
+    lr: float | None = Field(None, gt=0, lt=1, validate_default=True,
+                             description="Peak learning rate (linear decay); default: the method's (2e-4 for adapters, 3e-2 for prompt/prefix tuning).")
     warmup: float = Field(0.03, ge=0, lt=1, description="Warm-up share of the steps.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     batch_size: int = Field(4, gt=0, description="Sequences per device per micro-batch.")
@@ -111,19 +112,31 @@ class TrainConfig(StageConfig):
             values = {**values, "targets": _split_csv(values["targets"])}
         return values
 
+    @field_validator("lr")
+    @classmethod
+    def _default_lr(cls, lr: float | None, info: ValidationInfo) -> float | None:
+        """No lr given: the method's own default, resolved here so config.yaml records the rate used."""
+        from .methods import REGISTRY
+
+        method = REGISTRY.get(info.data.get("method"))  # unknown: _check below says so
+        return method.default_lr if lr is None and method else lr
+
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":
         from .methods import REGISTRY
 
         if self.method not in REGISTRY:
             raise ValueError(f"unknown method '{self.method}' (choose from {', '.join(REGISTRY)})")
-        if self.fsdp and REGISTRY[self.method].quantize_4bit:
-            raise ValueError("fsdp is not supported with qlora here (its packed 4-bit weights cannot be sharded); "
-                             "use DDP (no --fsdp) or --method lora")
-        if REGISTRY[self.method].uses_targets and not self.targets:
+        method = REGISTRY[self.method]
+        if self.fsdp and not method.supports_fsdp:
+            raise ValueError(f"fsdp is not supported with {self.method} here"
+                             f"{' (its packed 4-bit weights cannot be sharded)' if method.quantize_4bit else ''}; "
+                             f"use DDP (no --fsdp) or --method lora")
+        if self.gradient_checkpointing and not method.supports_checkpointing:
+            raise ValueError(f"gradient checkpointing is not supported with {self.method} (peft refuses it); "
+                             f"turn it off or use another method")
+        if method.uses_targets and not self.targets:
             raise ValueError(f"method '{self.method}' needs at least one target module")
-        if self.lr is None:  # virtual-token methods need a far higher rate than weight adapters
-            self.__dict__["lr"] = 3e-2 if REGISTRY[self.method].family == "prompt" else 2e-4
         return self
 
     @property
