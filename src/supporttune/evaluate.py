@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import distributed
-from .baselines import BASELINES, Retriever, constant_reply
+from .baselines import Retriever, constant_reply
 from .batching import load_split
 from .config import EvalConfig
 from .errors import UserError
@@ -189,4 +189,4 @@ def evaluate(cfg: EvalConfig) -> dict:
     return metrics
 
 
-__all__ = ["evaluate", "BASELINES", "PER_EXAMPLE"]
+__all__ = ["evaluate", "PER_EXAMPLE"]
