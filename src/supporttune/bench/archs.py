@@ -15,9 +15,12 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
+# torch is imported where used: configs read ARCHS while validating, in milliseconds
 TINYLLAMA = dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
                  num_key_value_heads=4, vocab_size=32000, max_position_embeddings=2048, rms_norm_eps=1e-5,
                  tie_word_embeddings=False)
@@ -50,6 +53,7 @@ def random_checkpoint(arch: dict, *, device: str = "cpu", dtype: torch.dtype | N
     on a GPU, fp32 on CPU). With ``tokenizer``: vocabulary widened to fit it, its special tokens,
     and the tokenizer saved alongside.
     """
+    import torch
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     dtype = dtype or (torch.bfloat16 if device == "cuda" else torch.float32)
@@ -79,6 +83,8 @@ def random_checkpoint(arch: dict, *, device: str = "cpu", dtype: torch.dtype | N
 def load_random(path: Path, *, device: str, dtype: torch.dtype, quantize_4bit: bool = False):
     """The production loader on a random checkpoint. A 4-bit base computes in fp16 on the seed path
     (its recipe), in bf16 otherwise."""
+    import torch
+
     from ..models import ModelRef, load_model
 
     return load_model(ModelRef("random", "local", str(path)), dtype=dtype, device=device, quantize_4bit=quantize_4bit,
