@@ -92,3 +92,16 @@ def test_liger_is_applied_to_one_model_and_undone(monkeypatch):
     with liger_kernels(model, enabled=True):
         assert model.patched and modeling_llama.LlamaMLP == "mlp"
     assert (modeling_llama.apply_rotary_pos_emb, modeling_llama.LlamaRMSNorm, modeling_llama.LlamaMLP) == stock
+
+
+def test_folded_tokenizer_keeps_every_id_inside_the_random_models_vocabulary(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from supporttune.bench.data import SPEC, FoldedTokenizer
+    from supporttune.prompts import encode_example
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    row = {"input": "My parcel never arrived and I want a refund!!", "output": "Sorry to hear that, DM us."}
+    plain, folded = encode_example(tok, row, SPEC, 512), encode_example(FoldedTokenizer(tok, 1000), row, SPEC, 512)
+    assert max(plain["input_ids"]) >= 1000 and folded["input_ids"] == [t % 1000 for t in plain["input_ids"]]
+    assert folded["labels"] == [t if t < 0 else t % 1000 for t in plain["labels"]]

@@ -3,11 +3,11 @@
 Speed does not depend on weight values, so the bench measures random weights of a real
 architecture: no download, the same initial weights for every path and method. Two kinds:
 
-* ``random_checkpoint(arch)``: exactly the architecture (its vocabulary too); the training paths
-  feed it token ids folded into that vocabulary (bench/data.py).
-* ``random_checkpoint(arch, tokenizer=tok)``: the vocabulary widened to fit ``tok`` and the
-  tokenizer saved alongside, so production code that starts from text (``load_agent`` +
-  ``generate_replies``, a real ``supporttune train``) runs on it unchanged.
+* ``random_checkpoint(arch)``: exactly the architecture, its vocabulary too; the bench folds the
+  tokenizer's ids into it (bench/data.py ``FoldedTokenizer``).
+* ``random_checkpoint(arch, tokenizer=tok)``: the vocabulary widened to fit ``tok``, its special
+  tokens, and the tokenizer saved alongside, so that a real ``supporttune train --nproc N`` runs on
+  it unchanged (bench --scaling).
 """
 
 from __future__ import annotations

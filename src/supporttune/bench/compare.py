@@ -21,7 +21,7 @@ from ..memory import free_memory
 from ..models import pick_device
 from ..provenance import provenance
 from .archs import arch_of, random_checkpoint
-from .data import bench_tokenizer, prepared, step_batches, train_sequences
+from .data import FoldedTokenizer, bench_tokenizer, prepared, step_batches, train_sequences
 from .generation import bench_generation
 from .train_paths import fast_path, matmul_peak_flops, seed_path, train_path
 
@@ -33,7 +33,7 @@ def seed_vs_fast(cfg: BenchConfig, log=print) -> dict:
     arch = arch_of(cfg.model)
     tok = bench_tokenizer(cfg.tokenizer)
     data = prepared(cfg.data)
-    train = train_sequences(data, tok, arch["vocab_size"])
+    train = train_sequences(data, FoldedTokenizer(tok, arch["vocab_size"]))
     steps = cfg.warmup + cfg.steps
     batches = step_batches(train, steps, PER_STEP, cfg.seed)
     peak = matmul_peak_flops(device)
@@ -45,7 +45,8 @@ def seed_vs_fast(cfg: BenchConfig, log=print) -> dict:
         paths.append(fast_path(device, compile_=True))
     if cfg.liger:
         paths.append(fast_path(device, liger=True))
-    checkpoint = random_checkpoint(arch, device=device, seed=cfg.seed) if cfg.training else None
+    checkpoint = random_checkpoint(arch, device=device, seed=cfg.seed)
+    tok.save_pretrained(checkpoint)  # generation loads the model directory as any base model, tokenizer included
     for method in cfg.methods if cfg.training else []:
         for path in paths:
             log(f"  {method} / {path.name} ...")
@@ -60,7 +61,6 @@ def seed_vs_fast(cfg: BenchConfig, log=print) -> dict:
             free_memory()
     gen = None
     if cfg.generation:
-        checkpoint = random_checkpoint(arch, device=device, seed=cfg.seed, tokenizer=tok)
         gen = bench_generation(checkpoint, load_split(data, "test"), device, cfg.new_tokens,
                                seed_samples=cfg.seed_loop_samples, static_cache=cfg.static_cache)
     result = {"model": cfg.model, "weights": "random (speed does not depend on weight values)", "device": device,

@@ -1,7 +1,10 @@
 """The benchmarks' data: a prepared split (built-in by default), tokenized by the production prompt builder.
 
 Both training paths see the same sequences in the same step batches, so their losses must agree.
-The seed's plain prompt format is used throughout: the same tokens for both paths.
+The seed's plain prompt format is used throughout: the same tokens for both paths. A random model
+of a named architecture may have a smaller vocabulary than the tokenizer: ``FoldedTokenizer``
+folds the real token ids into it, for training data and generation alike (speed does not depend
+on which ids they are).
 """
 
 from __future__ import annotations
@@ -26,6 +29,30 @@ def bench_tokenizer(path: str | None):
     return AutoTokenizer.from_pretrained(path) if path else load_tokenizer(resolve("smollm2-135m"))
 
 
+class FoldedTokenizer:
+    """``tokenizer`` with every token id it gives taken modulo ``vocab``; everything else passes through."""
+
+    def __init__(self, tokenizer, vocab: int):
+        self._tokenizer, self._vocab = tokenizer, vocab
+
+    def __call__(self, *args, **kwargs):
+        encoded = self._tokenizer(*args, **kwargs)
+        encoded["input_ids"] = self._fold(encoded["input_ids"])
+        return encoded
+
+    def _fold(self, ids):
+        if isinstance(ids, list):
+            return [self._fold(x) for x in ids]
+        return ids if ids is None else ids % self._vocab
+
+    pad_token_id = property(lambda self: self._fold(self._tokenizer.pad_token_id))
+    bos_token_id = property(lambda self: self._fold(self._tokenizer.bos_token_id))
+    eos_token_id = property(lambda self: self._fold(self._tokenizer.eos_token_id))
+
+    def __getattr__(self, name):
+        return getattr(self._tokenizer, name)
+
+
 def prepared(data: str, work: Path | None = None) -> Path:
     """A prepared data directory: ``data`` itself, or the built-in set prepared under ``work``."""
     if data != "builtin":
@@ -38,11 +65,9 @@ def prepared(data: str, work: Path | None = None) -> Path:
     return out
 
 
-def train_sequences(data: Path, tokenizer, vocab: int) -> list[dict]:
-    """Encoded training pairs, token ids folded into a random model's ``vocab`` (its speed does not care which ids)."""
-    encoded = (encode_example(tokenizer, row, SPEC, MAX_LENGTH) for row in load_split(data, "train"))
-    return [{"input_ids": [t % vocab for t in e["input_ids"]], "labels": [t if t < 0 else t % vocab for t in e["labels"]]}
-            for e in encoded if e]
+def train_sequences(data: Path, tokenizer) -> list[dict]:
+    """Encoded training pairs (prompt masked in the labels) that fit the seed's 512 tokens."""
+    return [e for e in (encode_example(tokenizer, row, SPEC, MAX_LENGTH) for row in load_split(data, "train")) if e]
 
 
 def step_batches(examples: list[dict], steps: int, per_step: int, seed: int) -> list[list[dict]]:

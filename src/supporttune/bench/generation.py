@@ -1,7 +1,8 @@
 """Generation benchmark on the production path: the seed's one-at-a-time loop vs batched; batch-1 TTFT and TPOT.
 
-The model is loaded by ``load_agent`` and replies come from ``generate_replies``, as in evaluate,
-chat and serve, so the figures are those of supporttune's own generation. Replies are forced to
+The model (the training paths' random checkpoint) is loaded by ``load_agent`` and replies come from
+``generate_replies``, as in evaluate, chat and serve, so the figures are those of supporttune's own
+generation; its tokenizer folds ids into the model's vocabulary (data.py). Replies are forced to
 their full length (``min_new_tokens`` in the model's generation config) so that random weights do
 the work a trained model would; token rates count the tokens actually generated.
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from ..generate import DecodeSettings, generate_replies, load_agent
 from ..memory import free_memory, sync
-from .data import SPEC
+from .data import SPEC, FoldedTokenizer
 
 
 def _timed(agent, examples: list[dict], new_tokens: int, batch_size: int) -> tuple[float, int]:
@@ -31,6 +32,7 @@ def bench_generation(checkpoint: Path, examples: list[dict], device: str, new_to
                      seed_samples: int = 16, static_cache: bool = False) -> dict:
     """Seed loop on ``seed_samples`` examples (it is slow), batched path on all of them."""
     agent = load_agent(model=str(checkpoint), device=device, spec=SPEC)
+    agent.tokenizer = FoldedTokenizer(agent.tokenizer, agent.model.config.vocab_size)
     _timed(agent, examples[:1], 4, 1)  # warm-up
     seed_s, seed_tokens = _timed(agent, examples[:seed_samples], new_tokens, 1)
     if static_cache:
@@ -42,11 +44,10 @@ def bench_generation(checkpoint: Path, examples: list[dict], device: str, new_to
     full = [_timed(agent, [ex], new_tokens, 1)[0] for ex in examples[:8]]
     tpot = [(f - t) / (new_tokens - 1) for f, t in zip(full, ttft)]
     n, seeds = len(examples), len(examples[:seed_samples])
-    vocab = agent.model.config.vocab_size
     del agent
     free_memory()
     return {
-        "new_tokens": new_tokens, "test_prompts": n, "seed_loop_samples": seeds, "vocab_size": vocab,
+        "new_tokens": new_tokens, "test_prompts": n, "seed_loop_samples": seeds,
         "seed_loop_samples_per_s": seeds / seed_s, "seed_loop_tokens_per_s": seed_tokens / seed_s,
         "batched_samples_per_s": n / batched_s, "batched_tokens_per_s": batched_tokens / batched_s,
         "batch_size": batch_size, "static_cache": static_cache,
