@@ -64,6 +64,16 @@ def _split_csv(value):
     return value
 
 
+def _default_lrs() -> str:
+    """The registry's default learning rates, for help text: '0.0002 for lora/qlora/..., 0.03 for ...'."""
+    from .methods import REGISTRY
+
+    by_rate: dict[float, list[str]] = {}
+    for method in REGISTRY.values():
+        by_rate.setdefault(method.default_lr, []).append(method.name)
+    return ", ".join(f"{lr:g} for {'/'.join(names)}" for lr, names in by_rate.items())
+
+
 class TrainConfig(StageConfig):
     """One training run: a base model, a PEFT method and its hyper-parameters."""
 
@@ -81,7 +91,7 @@ class TrainConfig(StageConfig):
     epochs: float = Field(3, gt=0, description="Training epochs (ignored when max_steps is set).")
     max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps.")
     lr: float | None = Field(None, gt=0, lt=1, validate_default=True,
-                             description="Peak learning rate (linear decay); default: the method's (2e-4 for adapters, 3e-2 for prompt/prefix tuning).")
+                             description=f"Peak learning rate (linear decay); default: the method's ({_default_lrs()}).")
     warmup: float = Field(0.03, ge=0, lt=1, description="Warm-up share of the steps.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     batch_size: int = Field(4, gt=0, description="Sequences per device per micro-batch.")
