@@ -163,7 +163,7 @@ def scaling_model_dir(a) -> Path:
     found = sorted(glob.glob(str(Path(tempfile.gettempdir()) / "supporttune-scaling-*" / "model")), key=os.path.getmtime)
     if found and (Path(found[-1]) / "config.json").is_file():
         return Path(found[-1])
-    from supporttune.bench_scale import scaling_model
+    from supporttune.bench.scaling import scaling_model
 
     return scaling_model(a.arch, WORK / "model", a.tok)
 
@@ -177,7 +177,7 @@ def write_cfg(name: str, cfg: dict) -> Path:
 
 
 def fsdp_check(a, model: Path) -> None:
-    from supporttune.bench_scale import train_config
+    from supporttune.bench.scaling import train_config
 
     cfg = train_config(model, Path(a.data), "lora", a.steps, a.batch, a.global_batch, a.device)
     run = WORK / "fsdp2"
@@ -250,7 +250,7 @@ if os.environ.get('RANK') == '1':
 
 
 def failure_checks(a, model: Path) -> None:
-    from supporttune.bench_scale import train_config
+    from supporttune.bench.scaling import train_config
 
     cfg = write_cfg("lora2", train_config(model, Path(a.data), "lora", a.steps, a.batch, a.global_batch, a.device))
     hook = WORK / "hook"

@@ -54,10 +54,6 @@ class EncodedDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict:
         return self.items[i]
 
-    @property
-    def total_tokens(self) -> int:
-        return sum(len(x["input_ids"]) for x in self.items)
-
 
 class PadCollator:
     """Right-pads a batch to its longest sequence (or to ``pad_to``, the seed recipe's habit)."""

@@ -326,10 +326,10 @@ def export_cmd(
 
 @app.command()
 def bench(
-    model: str = typer.Option("tinyllama-arch", help=h(BenchConfig, "model")),
-    methods: str = typer.Option("qlora,lora,prompt-tuning", help=h(BenchConfig, "methods")),
-    device: str = typer.Option("auto", help=h(BenchConfig, "device")),
-    data: str = typer.Option("builtin", help=h(BenchConfig, "data")),
+    model: Optional[str] = typer.Option(None, help=h(BenchConfig, "model")),
+    methods: Optional[str] = typer.Option(None, help=h(BenchConfig, "methods")),
+    device: Optional[str] = typer.Option(None, help=h(BenchConfig, "device")),
+    data: Optional[str] = typer.Option(None, help=h(BenchConfig, "data")),
     tokenizer: Optional[str] = typer.Option(None, help=h(BenchConfig, "tokenizer")),
     steps: Optional[int] = typer.Option(None, help=h(BenchConfig, "steps")),
     warmup: Optional[int] = typer.Option(None, help=h(BenchConfig, "warmup")),
@@ -338,7 +338,7 @@ def bench(
     static_cache: bool = typer.Option(False, "--static-cache", help=h(BenchConfig, "static_cache")),
     no_generation: bool = typer.Option(False, "--no-generation", help="Skip the generation benchmark."),
     no_training: bool = typer.Option(False, "--no-training", help="Skip the training benchmark."),
-    quick: bool = typer.Option(False, "--quick", help="Tiny random model, few steps: checks the harness in under a minute on a CPU."),
+    quick: bool = typer.Option(False, "--quick", help=h(BenchConfig, "quick")),
     scaling: Optional[str] = typer.Option(None, help="Process counts, e.g. 1,2,4: measure how DDP training throughput "
                                                      "scales (real `train --nproc N` runs; methods default to lora,qlora)."),
     global_batch: Optional[int] = typer.Option(None, help="With --scaling: sequences per optimizer step, the same for "
@@ -348,31 +348,17 @@ def bench(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help=h(BenchConfig, "out")),
 ):
     """Measure the seed recipe against supporttune's fast path (training and generation), or multi-GPU scaling."""
-    from .bench_run import run_bench
+    from .bench import run_bench
+    from .config import ScalingConfig
 
-    if out is not None and out.exists() and out.is_dir():
-        raise UserError(f"{out}: is a directory; give a JSON file path")
+    values = dict(model=model, methods=methods, device=device, data=data, tokenizer=tokenizer, steps=steps, quick=quick,
+                  out=out)
     if scaling is not None:
-        from .bench_scale import run_scaling
-        from .models import pick_device
-
-        try:
-            counts = [int(x) for x in scaling.split(",") if x.strip()]
-        except ValueError:
-            raise UserError(f"--scaling takes comma-separated process counts, e.g. 1,2,4 (got '{scaling}')") from None
-        chosen = build(BenchConfig, methods="lora,qlora" if methods == "qlora,lora,prompt-tuning" else methods).methods
-        run_scaling(counts, chosen, "tiny-arch" if quick else model, data, pick_device(device), steps or (6 if quick else 30),
-                    4 if quick else 16, out, tokenizer, repeats=repeats or (1 if quick else 3), log=typer.echo,
-                    global_batch=global_batch)
-        return
-    values = dict(model=model, methods=methods, device=device, data=data, tokenizer=tokenizer, steps=steps, warmup=warmup,
-                  repeats=repeats,
-                  compile=compile, liger=liger, static_cache=static_cache, generation=not no_generation, out=out,
-                  training=not no_training)
-    if quick:
-        values.update(model="tiny-arch" if model == "tinyllama-arch" else model, steps=steps or 2, warmup=warmup or 1, repeats=1,
-                      new_tokens=16, seed_loop_samples=4)
-    run_bench(build(BenchConfig, **values), log=typer.echo)
+        cfg = build(ScalingConfig, processes=scaling, global_batch=global_batch, repeats=repeats, **values)
+    else:
+        cfg = build(BenchConfig, warmup=warmup, repeats=repeats, compile=compile, liger=liger, static_cache=static_cache,
+                    generation=not no_generation, training=not no_training, **values)
+    run_bench(cfg, log=typer.echo)
 
 
 @app.command()

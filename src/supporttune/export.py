@@ -6,8 +6,9 @@
 * QLoRA with ``--merge``: merged into a *dequantized* (bf16) base. The adapter was trained against
   the 4-bit base, so the merged model's outputs drift; we measure how far on the test set (greedy
   replies identical / token agreement) and write it to ``export_report.json``. Not done silently.
-* Prompt/prefix tuning: nothing to merge; refused with a clear message. Without ``--merge`` every
-  method exports the adapter plus ``base_model.json`` naming its base.
+* Prompt/prefix tuning: nothing to merge (the method registry's ``mergeable`` says which methods
+  merge); refused with a clear message. Without ``--merge`` every method exports the adapter plus
+  ``base_model.json`` naming its base.
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ def export(run_dir: Path, out: Path, merge: bool = False, force: bool = False, d
     record = read_record(run_dir)
     method = methods.get(record.method)
     ref = record.model_ref
-    if merge and not method.mergeable and method.family == "prompt":
-        raise UserError(f"{method.name} learns virtual tokens, not weight updates: there is nothing to merge. "
+    if merge and not method.mergeable:
+        what = "virtual tokens, not weight updates" if method.family == "prompt" else "no weight update the base can absorb"
+        raise UserError(f"{method.name} learns {what}: there is nothing to merge. "
                         f"Export without --merge to get the adapter plus its base reference.")
     out = prepare_out_dir(out, force)
     report = {"run": str(run_dir), "method": method.name, "base_model": record.model, "merged": merge}
