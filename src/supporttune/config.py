@@ -22,6 +22,28 @@ def validation_message(error) -> str:
     return f"invalid {loc}: {first['msg']}"
 
 
+def load_yaml_config(config: type, path, label: str, overrides: dict | None = None, message=validation_message):
+    """A YAML file of a suite-like config (suite, tune) with ``data``/``model`` overrides; errors are one line.
+
+    ``model`` goes into ``defaults`` (the train fields every run shares); other keys are top-level.
+    """
+    from pydantic import ValidationError
+
+    from .errors import UserError
+    from .io import read_yaml_mapping
+
+    doc = read_yaml_mapping(path, label)
+    for key, value in (overrides or {}).items():
+        if key == "model":
+            doc.setdefault("defaults", {})[key] = value
+        else:
+            doc[key] = value
+    try:
+        return config(**doc)
+    except ValidationError as e:
+        raise UserError(f"{path}: {message(e)}") from None
+
+
 class StageConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 

@@ -21,9 +21,9 @@ import yaml
 
 from . import distributed
 from .batching import split_global_batch
-from .config import EvalConfig, PrepareConfig, SuiteConfig, TrainConfig, validation_message
+from .config import EvalConfig, PrepareConfig, SuiteConfig, TrainConfig, load_yaml_config
 from .errors import Interrupted, RunFailed, UserError
-from .io import read_json, read_yaml_mapping, sha256_json, write_json
+from .io import read_json, sha256_json, write_json
 from .memory import free_memory
 from .rundir import saved_identity
 
@@ -37,18 +37,7 @@ def preset_path(name: str) -> Path:
 
 
 def load_suite(path: Path, overrides: dict | None = None) -> SuiteConfig:
-    from pydantic import ValidationError
-
-    doc = read_yaml_mapping(path, "suite config")
-    for key, value in (overrides or {}).items():
-        if key in ("model",):
-            doc.setdefault("defaults", {})[key] = value
-        else:
-            doc[key] = value
-    try:
-        return SuiteConfig(**doc)
-    except ValidationError as e:
-        raise UserError(f"{path}: {validation_message(e)}") from None
+    return load_yaml_config(SuiteConfig, path, "suite config", overrides)
 
 
 def preflight(cfg: SuiteConfig, nproc: int) -> None:

@@ -102,6 +102,8 @@ def plot(results: dict, path: Path) -> Path | None:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
+    from .report.plots import save_figure
+
     rows = results["trials"]
     if not any(r["value"] is not None or r["val_curve"] for r in rows):
         return None
@@ -143,10 +145,7 @@ def plot(results: dict, path: Path) -> Path | None:
         names = list(imp)[::-1]
         axes[2].barh(names, [imp[n] for n in names], color="C2")
         axes[2].set_title("Parameter importance")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _cell(v) -> str:

@@ -195,18 +195,9 @@ def _train_config(values: dict, where: str) -> TrainConfig:
 
 def load_tune(path: Path, overrides: dict | None = None) -> TuneConfig:
     """Read and validate a tune YAML file (``data``/``model`` overrides as in `run`); errors are one line."""
-    from .io import read_yaml_mapping
+    from .config import load_yaml_config
 
-    doc = read_yaml_mapping(path, "tune config")
-    for key, value in (overrides or {}).items():
-        if key == "model":
-            doc.setdefault("defaults", {})[key] = value
-        else:
-            doc[key] = value
-    try:
-        return TuneConfig(**doc)
-    except ValidationError as e:
-        raise UserError(f"{path}: {_message(e)}") from None
+    return load_yaml_config(TuneConfig, path, "tune config", overrides, _message)
 
 
 def _message(error: ValidationError) -> str:

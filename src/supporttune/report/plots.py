@@ -24,7 +24,8 @@ from .tables import ranked  # noqa: E402
 COLORS = {"variant": "#3b6fb6", "baseline": "#9a9a9a"}
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
+    """Every figure of the reports is written the same way (tight layout, 110 dpi) and closed."""
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -64,7 +65,7 @@ def quality_by_entry(results: dict, path: Path) -> Path | None:
         ax.grid(axis="x", alpha=0.3)
     axes[0][0].set_yticks(ys, [e["name"] for e in entries], fontsize=8.5)
     fig.suptitle("Reply quality per entry (95% CI; blue: fine-tuned, grey: baseline; outlined: ship)", fontsize=10.5)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def quality_vs_latency(results: dict, path: Path) -> Path | None:
@@ -92,7 +93,7 @@ def quality_vs_latency(results: dict, path: Path) -> Path | None:
     ax.set_ylabel(f"{primary.label} (higher is better)")
     ax.set_title(f"{primary.label} vs latency (entries that generate replies; † = unreliable timing)", fontsize=10)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def training_loss(results: dict, path: Path) -> Path | None:
@@ -113,7 +114,7 @@ def training_loss(results: dict, path: Path) -> Path | None:
     ax.set_title("Training (line) and validation (dashed) loss per variant", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 FIGURES = (("quality_by_entry", "Reply quality per entry", quality_by_entry),
