@@ -46,6 +46,8 @@ class PrepareConfig(StageConfig):
     input_col: str = Field("input", description="Input column/field for csv/jsonl/json.")
     output_col: str = Field("output", description="Reply column/field for csv/jsonl/json.")
     brand_col: str = Field("brand", description="Optional brand column/field.")
+    instruction_col: str = Field("instruction", description="Alpaca-style instruction column/field: put before the "
+                                                           "input, or used alone when the input is empty ('' ignores it).")
     min_chars: int = Field(3, ge=1, description="Drop pairs whose input or reply has fewer content characters.")
     max_input_chars: int = Field(1000, gt=0, description="Drop pairs with a longer (cleaned) input.")
     max_output_chars: int = Field(600, gt=0, description="Drop pairs with a longer (cleaned) reply.")
@@ -107,6 +109,9 @@ class TrainConfig(StageConfig):
     max_val_samples: int | None = Field(200, gt=0, description="Use at most this many validation pairs.")
     logging_steps: int = Field(5, gt=0, description="Log the training loss every N steps.")
     save_steps: int = Field(50, gt=0, description="Checkpoint every N steps (for --resume).")
+    report_to: list[Literal["tensorboard", "wandb"]] = Field(
+        [], description="Also send the training logs to tensorboard (written to RUN/tensorboard) and/or wandb, through "
+                        "the Trainer's own integration (comma-separated; the package must be installed).")
     seed: int = Field(42, description="Seed of initialisation, dropout and data order.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train.")
     fsdp: bool = Field(False, description="With --nproc: shard weights, grads and optimizer state (FSDP) instead of "
@@ -118,8 +123,10 @@ class TrainConfig(StageConfig):
     @model_validator(mode="before")
     @classmethod
     def _coerce(cls, values):
-        if isinstance(values, dict) and "targets" in values:
-            values = {**values, "targets": _split_csv(values["targets"])}
+        if isinstance(values, dict):
+            values = {**values, **{k: _split_csv(values[k]) for k in ("targets", "report_to") if k in values}}
+            if values.get("report_to") in (["none"], "none", None):
+                values["report_to"] = []
         return values
 
     @model_validator(mode="after")
@@ -144,7 +151,7 @@ class TrainConfig(StageConfig):
     def identity(self) -> dict:
         """The fields that define the result (not where it goes or how it is resumed)."""
         d = self.resolved()
-        for k in ("out", "resume", "force", "name", "device", "fsdp"):
+        for k in ("out", "resume", "force", "name", "device", "fsdp", "report_to"):
             d.pop(k, None)
         return d
 
@@ -184,6 +191,79 @@ class EvalConfig(StageConfig):
         if self.baseline and self.out is None:
             raise ValueError("a baseline needs --out (where its eval/ folder goes)")
         return self
+
+
+class ChatConfig(StageConfig):
+    """`supporttune chat RUN`: talk to a trained agent in the terminal, or pipe messages through it."""
+
+    run: Path = Field(..., description="Trained run directory.")
+    brand: str | None = Field(None, description="The company answering (as in the training data).")
+    max_new_tokens: int = Field(64, gt=0, le=4096, description="Longest reply, in tokens.")
+    temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature; 0 = greedy (what evaluate scores).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to generate.")
+
+
+class ServeConfig(StageConfig):
+    """`supporttune serve RUN`: the agent over HTTP, with dynamic batching."""
+
+    run: Path = Field(..., description="Trained run directory.")
+    host: str = Field("127.0.0.1", description="Bind address (loopback by default; 0.0.0.0 opens it to the network).")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port.")
+    api_key: str | None = Field(None, description="Require this key as a Bearer token (or set SUPPORTTUNE_API_KEY).")
+    max_batch: int = Field(16, ge=1, le=1024, description="Most requests answered by one generate call.")
+    max_wait_ms: float = Field(10.0, ge=0, le=60000, description="How long a request waits for others to batch with.")
+    max_new_tokens: int = Field(64, gt=0, le=4096, description="Default reply budget (a request may ask for another).")
+    batching: bool = Field(True, description="Answer concurrent requests with one generate call (off: one at a time).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to generate.")
+
+
+class LaunchConfig(StageConfig):
+    """How many processes a stage runs on (``--nproc``); not part of any result's identity."""
+
+    nproc: int = Field(1, ge=1, le=1024, description="Processes to spread the work over (one per GPU; on CPU, gloo "
+                                                     "processes), launched like torchrun: training runs DDP (FSDP with "
+                                                     "--fsdp) with the same global batch; evaluation shards generation.")
+
+
+SUITE_PRESETS = ("quick", "full", "seed-recipe", "ablations")  # configs/<name>.yaml; full = default.yaml
+
+
+class RunConfig(StageConfig):
+    """`supporttune run`: which suite, where it goes, and whether to continue one."""
+
+    config: Path | None = Field(None, description="Suite YAML: shared defaults plus a diff per variant (as in "
+                                                  "src/supporttune/configs/).")
+    preset: Literal[SUITE_PRESETS] = Field("quick", description="Built-in suite: quick = the embedded demo, full = "
+                                                                "the seed's variants, ablations = a 17-run grid.")
+    data: str | None = Field(None, description="Raw data file, 'builtin', or a prepared directory (overrides the suite's).")
+    model: str | None = Field(None, description="Base model of every variant (overrides the suite's).")
+    out: Path = Field(Path("runs/suite"), description="Suite directory.")
+    resume: bool = Field(False, description="Continue a suite in an existing directory (finished entries are skipped).")
+    force: bool = Field(False, description="Delete an existing suite directory first.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "RunConfig":
+        if self.config is not None and "preset" in self.model_fields_set:
+            raise ValueError("give --config or --preset, not both")
+        return self
+
+
+class ReportConfig(StageConfig):
+    """`supporttune report SUITE`: rebuild results.json, report.md and report.html."""
+
+    suite: Path = Field(..., description="Suite directory made by `supporttune run` (variants/, baselines/).")
+    rescore: bool = Field(False, description="Recompute every entry's scores from its predictions first.")
+
+
+class ExportConfig(StageConfig):
+    """`supporttune export RUN --out DIR`: the adapter plus its base reference, or a merged checkpoint."""
+
+    run: Path = Field(..., description="Trained run directory.")
+    out: Path = Field(..., description="Export directory.")
+    merge: bool = Field(False, description="Merge LoRA/DoRA/IA3 weights into a bf16 copy of the base (QLoRA: into a "
+                                           "dequantized base, and the replies' drift is measured).")
+    data: Path | None = Field(None, description="Prepared data for the QLoRA drift check (default: the run's data).")
+    force: bool = Field(False, description="Overwrite a non-empty export directory.")
 
 
 GRID_SCALARS_AS_LIST = {"targets"}  # fields whose value is itself a list

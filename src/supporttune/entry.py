@@ -66,7 +66,7 @@ def _main() -> None:
     from .cli import app
 
     try:
-        code = app(standalone_mode=False)
+        code = app(prog_name="supporttune", standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
     except click_errors.UsageError as e:  # bad flag or value: one line, not a box

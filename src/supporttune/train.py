@@ -22,7 +22,7 @@ from . import distributed, methods, rundir
 from .batching import EncodedDataset, PadCollator, load_split, split_global_batch
 from .config import TrainConfig
 from .errors import Interrupted, RunFailed, UserError
-from .io import read_json, read_jsonl, write_json, write_jsonl
+from .io import check_out_dir, read_json, read_jsonl, write_json, write_jsonl
 from .memory import PeakTracker, free_memory
 from .models import local_dir, module_names, pick_device, pick_dtype, resolve
 from .prompts import PromptSpec
@@ -34,6 +34,7 @@ from .trainer import NonFiniteLoss, install_signal_handlers, restore_signal_hand
 def check_run_dir(cfg: TrainConfig) -> None:
     """Refuse to touch an existing run directory unless asked to (--resume / --force); no side effects."""
     out = Path(cfg.out)
+    check_out_dir(out)
     if not out.exists() or not any(out.iterdir()) or (cfg.force and not cfg.resume):
         return
     if not cfg.resume:
@@ -126,6 +127,8 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> dict:
 
     Under a multi-process launch every rank runs this; rank 0 alone touches the run directory.
     """
+    if distributed.is_main():
+        check_run_dir(cfg)  # a wrong --out fails before anything is read or loaded
     method, ref, train_rows, val_rows = validate(cfg)
     device = pick_device(cfg.device)
     _check_fsdp(cfg, device)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..config import PrepareConfig
 from ..errors import UserError
-from ..io import prepare_out_dir, sha256_file, write_json, write_jsonl
+from ..io import check_out_dir, prepare_out_dir, sha256_file, write_json, write_jsonl
 from ..progress import track
 from ..tagging import tag
 from .builtin import generate
@@ -127,6 +127,7 @@ def prepare(cfg: PrepareConfig) -> dict:
     """Run the data stage; returns the report that is also written to ``prepare_report.json``."""
     t0 = time.perf_counter()
     out = Path(cfg.out)
+    check_out_dir(out)
     if out.is_dir() and any(out.iterdir()) and not cfg.force:
         raise UserError(f"{out}: output directory exists and is not empty (use --force to overwrite)")
     raw, fmt = read_source(cfg)
