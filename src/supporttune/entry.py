@@ -1,4 +1,6 @@
-"""Entry point of the `supporttune` command: one line per user error, never a traceback.
+"""Entry point of the `supporttune` command (the console script): one line per user or disk error, no traceback.
+
+The commands live in cli.py, which never imports this module.
 
 Also the worker side of ``--nproc`` runs: a worker leaves its error for the launcher (which prints
 it once, naming the rank) and keeps other ranks' output out of the terminal.
@@ -80,4 +82,8 @@ def _main() -> None:
         _say(e, f"supporttune: error: {e}", e.exit_code)
     except KeyboardInterrupt as e:
         _say(e, "supporttune: interrupted", 130)
+    except OSError as e:  # the machine, not the code: a full disk, a folder made read-only mid-run
+        if os.environ.get("SUPPORTTUNE_DEBUG"):
+            raise
+        _say(e, f"supporttune: error: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", 1)
 

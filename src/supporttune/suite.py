@@ -20,13 +20,13 @@ import yaml
 
 from . import distributed
 from .batching import split_global_batch
-from .config import EvalConfig, PrepareConfig, SuiteConfig, TrainConfig, validation_message
+from .config import SUITE_PRESETS, EvalConfig, PrepareConfig, SuiteConfig, TrainConfig, validation_message
 from .errors import Interrupted, RunFailed, UserError
 from .io import read_json, read_yaml_mapping, write_json
 from .memory import free_memory
 from .rundir import saved_identity
 
-PRESETS = ("quick", "full", "seed-recipe")
+PRESETS = SUITE_PRESETS  # configs/<name>.yaml (full = default.yaml); `run --preset` offers exactly these
 
 
 def preset_path(name: str) -> Path:
@@ -117,6 +117,7 @@ def run_suite(cfg: SuiteConfig, out: Path, force: bool = False, log=print) -> di
         data = _prepare_data(cfg, out)
     data = distributed.broadcast(data)
     t0 = time.perf_counter()
+    eta = _Eta()
     entries = []
     jobs = [("variant", v["name"], v) for v in cfg.expanded()] + [("baseline", b, None) for b in cfg.baselines]
     for i, (kind, name, variant) in enumerate(jobs, 1):
@@ -131,7 +132,8 @@ def run_suite(cfg: SuiteConfig, out: Path, force: bool = False, log=print) -> di
             log(f"[{i}/{len(jobs)}] {kind} {name}: done earlier, skipped")
             entries.append({**entry, "status": "ok", "skipped": True})
             continue
-        log(f"[{i}/{len(jobs)}] {kind} {name}: running (elapsed {time.perf_counter() - t0:.0f}s)")
+        log(f"[{i}/{len(jobs)}] {kind} {name}: running (elapsed {_clock(time.perf_counter() - t0)}"
+            f"{eta.left([k for k, _, _ in jobs[i - 1:]])})")
         started = time.perf_counter()
         try:
             if kind == "variant":
@@ -144,6 +146,7 @@ def run_suite(cfg: SuiteConfig, out: Path, force: bool = False, log=print) -> di
                 write_json(dir_ / "suite_entry.json", {**entry, "status": "ok"})
             distributed.barrier()
             entries.append({**entry, "status": "ok", "seconds": round(time.perf_counter() - started, 1)})
+            eta.done(kind, time.perf_counter() - started)
         except Interrupted:
             raise  # Ctrl-C / SIGTERM: stop the suite; `--resume` continues from the checkpoint
         except (UserError, RunFailed, RuntimeError, ValueError, OSError, MemoryError) as e:
@@ -171,3 +174,31 @@ def _data_digest(data: Path) -> str:
     from .io import sha256_file
 
     return sha256_file(Path(data) / "test.jsonl")[:12]
+
+
+class _Eta:
+    """The suite's remaining time: each job left costs the mean of the finished jobs of its kind.
+
+    A variant (train + evaluate) and a baseline differ by orders of magnitude, so they are timed
+    apart, and a kind not timed yet is named rather than guessed.
+    """
+
+    def __init__(self):
+        self.seconds: dict[str, list[float]] = {"variant": [], "baseline": []}
+
+    def done(self, kind: str, seconds: float) -> None:
+        self.seconds[kind].append(seconds)
+
+    def left(self, kinds: list[str]) -> str:
+        means = {k: sum(v) / len(v) for k, v in self.seconds.items() if v}
+        if not means:
+            return ""
+        untimed = [k for k in kinds if k not in means]
+        more = f" + {len(untimed)} {untimed[0]}{'s' if len(untimed) > 1 else ''} not timed yet" if untimed else ""
+        return f", about {_clock(sum(means[k] for k in kinds if k in means))} left{more}"
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, m, s = seconds // 3600, seconds // 60 % 60, seconds % 60
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"

@@ -58,6 +58,7 @@ def validate(cfg: TrainConfig):
     """Everything checkable without loading weights: method, data files, target modules."""
     method = methods.get(cfg.method)
     ref = resolve(cfg.model)
+    _check_report_to(cfg.report_to)
     train_rows = load_split(cfg.data, "train")
     val_rows = load_split(cfg.data, "val", required=False)
     if method.uses_targets:
@@ -67,6 +68,15 @@ def validate(cfg: TrainConfig):
             linear = sorted(n for n in names if n.endswith("proj"))
             raise UserError(f"target module(s) {', '.join(missing)} not in {cfg.model} (it has: {', '.join(linear)})")
     return method, ref, train_rows, val_rows
+
+
+def _check_report_to(targets: list[str]) -> None:
+    import importlib.util
+
+    needs = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}
+    for target in targets:
+        if not any(importlib.util.find_spec(m) for m in needs[target]):
+            raise UserError(f"--report-to {target} needs the {needs[target][0]} package (pip install {needs[target][0]})")
 
 
 def _check_fsdp(cfg: TrainConfig, device: str) -> None:
@@ -109,11 +119,11 @@ def _training_args(cfg: TrainConfig, device: str, dtype: torch.dtype, has_val: b
         gradient_accumulation_steps=plan["grad_accum_per_device"], num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps or -1, learning_rate=cfg.lr, warmup_steps=cfg.warmup,
         weight_decay=cfg.weight_decay, lr_scheduler_type="linear",
-        logging_steps=cfg.logging_steps, logging_nan_inf_filter=False,
+        logging_steps=cfg.logging_steps, logging_first_step=True, logging_nan_inf_filter=False,
         eval_strategy="epoch" if has_val else "no", save_strategy="steps", save_steps=cfg.save_steps,
         save_total_limit=2, seed=cfg.seed, data_seed=cfg.seed,
         bf16=dtype == torch.bfloat16 and device == "cuda", fp16=dtype == torch.float16 and device == "cuda",
-        use_cpu=device == "cpu", report_to="none", remove_unused_columns=False,
+        use_cpu=device == "cpu", report_to=cfg.report_to or "none", run_name=cfg.variant, remove_unused_columns=False,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         dataloader_num_workers=0, disable_tqdm=os.environ.get("SUPPORTTUNE_PROGRESS") == "0",
         optim="adamw_torch", ddp_backend=plan["backend"],
@@ -188,6 +198,9 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> dict:
         callbacks=[log, *(callbacks or [])])
     trainer.global_batch = plan["global_batch"]
     log.trainer = trainer
+    for cb in trainer.callback_handler.callbacks:  # its default folder is inside checkpoints/, deleted at the end
+        if type(cb).__name__ == "TensorBoardCallback" and getattr(cb, "logging_dir", None) is None:
+            cb.logging_dir = str(out / rundir.TENSORBOARD)
     if cfg.fsdp and not trainer.is_fsdp_enabled:
         raise RunFailed("--fsdp was asked for, but the Trainer did not enable FSDP (launch with --nproc)")
     handlers = install_signal_handlers(log)

@@ -68,7 +68,7 @@ def read_source(cfg: PrepareConfig) -> tuple[ReadResult, str]:
         return read_twcs(path), fmt
     if fmt == "messages":
         return read_messages(path, cfg.brand_col), fmt
-    return read_tabular(path, fmt, cfg.input_col, cfg.output_col, cfg.brand_col), fmt
+    return read_tabular(path, fmt, cfg.input_col, cfg.output_col, cfg.brand_col, instruction_col=cfg.instruction_col), fmt
 
 
 def clean_and_tag(raw: ReadResult, cfg: PrepareConfig) -> tuple[list[dict], Counter]:
