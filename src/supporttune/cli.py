@@ -88,6 +88,7 @@ def train(cfg: TrainConfig, launch: LaunchConfig):
 
     Ctrl-C stops after the current step and saves a checkpoint; `--resume` continues from it.
     """
+    check_out_dir(cfg.out)  # before the heavy imports: a wrong --out fails at once
     from .train import preflight
     from .train import train as run_train
 
@@ -106,6 +107,8 @@ def train(cfg: TrainConfig, launch: LaunchConfig):
 @options(EvalConfig, LaunchConfig, required=("data",))
 def evaluate(cfg: EvalConfig, launch: LaunchConfig):
     """Generate replies for held-out messages and score them (a run, or a baseline)."""
+    if cfg.baseline:
+        check_out_dir(cfg.out)  # before the heavy imports (a run's folder is checked once it reads as a run)
     from .evaluate import evaluate as run_eval
     from .evaluate import preflight
 
@@ -123,13 +126,14 @@ def evaluate(cfg: EvalConfig, launch: LaunchConfig):
 @options(RunConfig, LaunchConfig)
 def run_cmd(cfg: RunConfig, launch: LaunchConfig):
     """The main job: prepare -> train every variant -> evaluate -> baselines -> compare -> report."""
-    from . import distributed
-    from .suite import load_suite, preflight, preset_path, run_suite
-
     out = cfg.out
     check_out_dir(out)
+    from . import distributed
+    from .suite import check_inputs, load_suite, preflight, preset_path, run_suite
+
     suite = load_suite(cfg.config or preset_path(cfg.preset),
                        {k: v for k, v in {"data": cfg.data, "model": cfg.model}.items() if v is not None})
+    check_inputs(suite)
     if out.exists() and any(out.iterdir()) and not (cfg.resume or cfg.force or distributed.launched()):
         raise UserError(f"{out}: suite directory exists (use --resume to continue it or --force to start over)")
     fsdp = any(TrainConfig(**{**suite.defaults, **v}).fsdp for v in suite.expanded())
@@ -175,6 +179,9 @@ def chat(cfg: ChatConfig):
     In a terminal: arrow keys and history as in a shell; Ctrl-C cancels a reply, Ctrl-D or an empty
     line ends. Pipe messages in (one per line) to script it: `echo "Where is my parcel?" | supporttune chat RUN`.
     """
+    from .rundir import read_record
+
+    read_record(cfg.run)  # a wrong RUN fails before torch is even imported
     from .chat import chat_loop
     from .generate import load_agent
 
@@ -197,13 +204,14 @@ def _check_port_free(host: str, port: int) -> None:
 @options(ServeConfig, arguments=("run",))
 def serve(cfg: ServeConfig):
     """Serve the agent over HTTP: /v1/reply, OpenAI-compatible /v1/chat/completions, /health."""
-    from .generate import load_agent
     from .rundir import read_record
+
+    read_record(cfg.run)  # a wrong RUN or a taken port fails before torch is even imported
+    _check_port_free(cfg.host, cfg.port)
+    from .generate import load_agent
     from .serve import ServeOptions
     from .serve import serve as run_server
 
-    read_record(cfg.run)
-    _check_port_free(cfg.host, cfg.port)
     agent = load_agent(cfg.run, device=cfg.device)
     run_server(agent, cfg.host, cfg.port, ServeOptions(api_key=cfg.api_key, max_batch=cfg.max_batch,
                                                        max_wait_ms=cfg.max_wait_ms, max_new_tokens=cfg.max_new_tokens,
@@ -214,9 +222,9 @@ def serve(cfg: ServeConfig):
 @options(ExportConfig, arguments=("run",))
 def export_cmd(cfg: ExportConfig):
     """Export the adapter (+ base reference), or a merged standard HF checkpoint."""
+    check_out_dir(cfg.out)
     from .export import export as run_export
 
-    check_out_dir(cfg.out)
     report = run_export(cfg.run, cfg.out, merge=cfg.merge, force=cfg.force, data=cfg.data)
     if "qlora_drift" in report:
         d = report["qlora_drift"]
@@ -246,8 +254,6 @@ def bench(
     force: bool = typer.Option(False, "--force", metavar="", help="Overwrite an existing --out file."),
 ):
     """Measure the seed recipe against supporttune's fast path (training and generation), or multi-GPU scaling."""
-    from .bench_run import run_bench
-
     out = Path(given["out"]) if given.get("out") is not None else None
     if scaling is not None:
         from .bench_scale import run_scaling
@@ -268,5 +274,11 @@ def bench(
     cfg = build(BenchConfig, **{**(quick_values if quick else {}), **given})  # flags given win over --quick
     if not (cfg.training or cfg.generation):
         raise UserError("--no-training with --no-generation leaves nothing to measure")
+    if cfg.data != "builtin":
+        from .batching import load_split
+
+        load_split(Path(cfg.data), "train")  # before the tokenizer and the model are built
+    from .bench_run import run_bench
+
     _bench_out(out, force)
     run_bench(cfg, log=typer.echo)

@@ -102,12 +102,12 @@ def _parameter(name: str, info, *, argument: bool, required: bool, flags: dict) 
                              **({} if required else {"default": None}))
 
 
-def _given(config: type[BaseModel], values: dict) -> dict:
+def _given(config: type[BaseModel], values: dict, two_way: dict) -> dict:
     """The fields the user gave: not None, and a plain flag only when set (its absence means the default)."""
     out = {}
     for name, info in config.model_fields.items():
         value = values.get(name)
-        if value is None or (value is False and info.default is False):
+        if value is None or (value is False and info.default is False and name not in two_way):
             continue
         if isinstance(value, str) and _unwrap(info.annotation)[1]:
             value = [v.strip() for v in value.split(",") if v.strip()]
@@ -149,14 +149,14 @@ def options(*configs: type[BaseModel], arguments: tuple[str, ...] = (), required
                                             flags=flags))
         if yaml:
             spec = typer.Option("--config", "-c", metavar="YAML",
-                                help=f"YAML file of {fn.__name__} fields (as in the run's config.yaml); flags override it.")
+                                help=f"YAML file of {fn.__name__} options by field name (r: 8, ...); flags override it.")
             generated.insert(0, inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None,
                                                   annotation=Annotated[Optional[Path], spec]))
         generated.sort(key=lambda p: p.name not in arguments)  # arguments first, as in the usage line
 
         def command(**values):
             doc = load_yaml(values.pop("config", None)) if yaml else {}
-            given = {c: _given(c, values) for c in configs}
+            given = {c: _given(c, values, flags) for c in configs}
             given[configs[0]] = {**doc, **given[configs[0]]}
             call = {n: values[n] for n in (p.name for p in extras)}
             for n, config in targets.items():
@@ -166,6 +166,7 @@ def options(*configs: type[BaseModel], arguments: tuple[str, ...] = (), required
             return fn(**call)
 
         command.__name__, command.__doc__, command.__module__ = fn.__name__, fn.__doc__, fn.__module__
+        command.configs = configs  # what its options were made from (tests compare the help with them)
         command.__signature__ = inspect.Signature([*generated, *extras])
         return command
 

@@ -41,7 +41,7 @@ class PrepareConfig(StageConfig):
     max_pairs: int | None = Field(None, gt=0, description="Keep at most this many pairs (whole threads).")
     val_frac: float = Field(0.1, ge=0, le=1, description="Share of pairs for validation.")
     test_frac: float = Field(0.1, ge=0, le=1, description="Share of pairs for test.")
-    seed: int = Field(42, description="Seed of the thread shuffle (and of the built-in generator).")
+    seed: int = Field(42, ge=0, lt=2**32, description="Seed of the thread shuffle (and of the built-in generator).")
     sentiment: Literal["vader", "textblob"] = Field("vader", description="Sentiment lexicon of the tagger.")
     input_col: str = Field("input", description="Input column/field for csv/jsonl/json.")
     output_col: str = Field("output", description="Reply column/field for csv/jsonl/json.")
@@ -112,7 +112,7 @@ class TrainConfig(StageConfig):
     report_to: list[Literal["tensorboard", "wandb"]] = Field(
         [], description="Also send the training logs to tensorboard (written to RUN/tensorboard) and/or wandb, through "
                         "the Trainer's own integration (comma-separated; the package must be installed).")
-    seed: int = Field(42, description="Seed of initialisation, dropout and data order.")
+    seed: int = Field(42, ge=0, lt=2**32, description="Seed of initialisation, dropout and data order.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train.")
     fsdp: bool = Field(False, description="With --nproc: shard weights, grads and optimizer state (FSDP) instead of "
                                           "replicating the model (DDP); for models that do not fit one GPU.")
@@ -180,7 +180,7 @@ class EvalConfig(StageConfig):
     worst_k: int = Field(5, gt=0, description="Worst examples kept per metric.")
     semantic: bool = Field(True, description="Compute semantic similarity (MiniLM embeddings).")
     perplexity: bool = Field(True, description="Compute the perplexity of the references.")
-    seed: int = Field(0, description="Seed of the bootstrap.")
+    seed: int = Field(0, ge=0, lt=2**32, description="Seed of the bootstrap.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to generate.")
     force: bool = Field(False, description="Re-evaluate even if metrics exist.")
 

@@ -50,6 +50,16 @@ def load_suite(path: Path, overrides: dict | None = None) -> SuiteConfig:
         raise UserError(f"{path}: {validation_message(e)}") from None
 
 
+def check_inputs(cfg: SuiteConfig) -> None:
+    """Before the suite directory is touched: the data exists and every variant's base model resolves."""
+    from .models import resolve
+
+    if cfg.data != "builtin" and not Path(cfg.data).exists():
+        raise UserError(f"{cfg.data}: data not found (give a raw data file, 'builtin' or a prepared directory)")
+    for model in {TrainConfig(**{**cfg.defaults, **v}).model for v in cfg.expanded()}:
+        resolve(model)
+
+
 def preflight(cfg: SuiteConfig, nproc: int) -> None:
     """Checks for a multi-process launch: every variant's global batch must split over ``nproc``."""
     for v in cfg.expanded():
@@ -108,13 +118,19 @@ def run_suite(cfg: SuiteConfig, out: Path, force: bool = False, log=print) -> di
     log = log if main else (lambda _m: None)
     data = None
     if main:
-        if force and out.exists():
-            import shutil
+        import shutil
 
+        if force and out.exists():
             shutil.rmtree(out)
+        fresh = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
         (out / "suite.yaml").write_text(yaml.safe_dump(cfg.resolved(), sort_keys=False))
-        data = _prepare_data(cfg, out)
+        try:
+            data = _prepare_data(cfg, out)
+        except UserError:  # unreadable data: leave no half-made suite that a rerun would refuse
+            if fresh:
+                shutil.rmtree(out, ignore_errors=True)
+            raise
     data = distributed.broadcast(data)
     t0 = time.perf_counter()
     eta = _Eta()

@@ -63,6 +63,8 @@ def read_source(cfg: PrepareConfig) -> tuple[ReadResult, str]:
     path = Path(cfg.input)
     if not path.exists():
         raise UserError(f"{path}: file not found")
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory; give a data file (a prepared directory needs no prepare)")
     fmt = detect_format(path) if cfg.format == "auto" else cfg.format
     if fmt == "twcs":
         return read_twcs(path), fmt
