@@ -341,3 +341,13 @@ def test_chat_in_a_terminal_edits_lines_and_recalls_history(tiny_run):
     text = seen.decode(errors="replace")
     assert os.waitstatus_to_exitcode(status) == 0, text
     assert "^[[" not in text and text.count("agent> ") == 2 and "aXbc" in text, text
+
+
+def test_version_prints_and_exits_zero():
+    from typer.testing import CliRunner
+
+    from supporttune import __version__
+    from supporttune.cli import app
+
+    res = CliRunner().invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.output.strip() == __version__

@@ -30,13 +30,18 @@ app = App(
 )
 
 
-@app.callback()
-def _root(version: bool = typer.Option(False, "--version", metavar="", help="Print the version and exit.")) -> None:
-    if version:
+def _version(value: bool) -> None:
+    if value:
         from . import __version__
 
         typer.echo(__version__)
         raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", metavar="", is_eager=True, callback=_version,
+                                       help="Print the version and exit.")) -> None:
+    """Runs before every command (nothing to do: --version is handled as it is parsed)."""
 
 
 @app.command()
@@ -149,9 +154,6 @@ def run_cmd(cfg: RunConfig, launch: LaunchConfig):
 @options(ReportConfig, arguments=("suite",))
 def report(cfg: ReportConfig):
     """Rebuild results.json, report.md and report.html from a suite directory."""
-    from .report.build import build_results
-    from .report.render import render_report
-
     out = cfg.suite
     if not out.is_dir():
         raise UserError(f"{out}: not a directory")
@@ -159,6 +161,9 @@ def report(cfg: ReportConfig):
         raise UserError(f"{out}: not a suite directory (no suite_status.json and no evaluated entry in "
                         f"variants/ or baselines/); `supporttune run` makes one")
     check_out_dir(out, flag="")
+    from .report.build import build_results
+    from .report.render import render_report
+
     if cfg.rescore:
         from .evaluate import rescore as rescore_dir
 
