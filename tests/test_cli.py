@@ -76,7 +76,8 @@ def _commands() -> dict:
             for c in app.registered_commands}
 
 
-OWN_OPTIONS = {("train", "config"), ("bench", "quick"), ("bench", "scaling"), ("bench", "force")}  # not config fields
+OWN_OPTIONS = {("train", "config"), ("bench", "quick"), ("bench", "scaling"), ("bench", "global_batch"), ("bench", "force"),
+               ("rate", "force")}  # the command's own, not config fields
 
 
 def test_every_option_is_a_config_field_that_defaults_to_not_given():

@@ -116,6 +116,15 @@ ROWS = [
     ("bench", "bad number", ["bench", "--no-training", "--no-generation"], "nothing to measure", "real"),
     ("bench", "unknown name", ["bench", "--methods", "nope"], "unknown method(s) nope", ""),
     ("bench", "malformed file", ["bench", "--data", "baddata"], "baddata/train.jsonl:1: not valid JSON", ""),
+    ("rate", "missing path", ["rate", "nope"], "nope: not a directory", ""),
+    ("rate", "wrong kind of path", ["rate", "afile"], "afile: not a directory", ""),
+    ("rate", "wrong kind of path", ["rate", "data"], "at least two entries", ""),
+    ("rate", "existing file as --out", ["rate", "badsuite", "--export-preferences", "afile"], "afile: exists (use --force", ""),
+    ("rate", "read-only directory", ["rate", "ro/suite"], "read-only file system", "ro"),
+    ("rate", "bad number", ["rate", "data", "--planned", "0"], "invalid planned", ""),
+    ("rate", "bad number", ["rate", "data", "--overlap", "2"], "invalid overlap", ""),
+    ("rate", "unknown name", ["rate", "data", "--voter", "x"], "No such option: --voter", ""),
+    ("rate", "malformed file", ["rate", "badsuite"], "suite_status.json: not valid JSON", ""),
     ("(none)", "unknown name", ["bogus"], "No such command 'bogus'", "real"),
 ]
 

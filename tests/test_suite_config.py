@@ -43,14 +43,15 @@ def test_every_shipped_config_validates(preset):
 
 def test_every_config_file_is_a_preset():
     files = {p.stem for p in Path(str(resources.files("supporttune") / "configs")).glob("*.yaml")}
-    assert files <= {"default", "quick", "seed-recipe", "ablations"}
+    assert files <= {"default", "quick", "seed-recipe", "ablations", "rag-ablation", "tune"}
     for f in files:
         load_suite(Path(str(resources.files("supporttune") / "configs" / f"{f}.yaml")))
 
 
-def test_quick_preset_runs_the_four_seed_variants_and_all_baselines():
+def test_quick_preset_runs_seed_variants_a_retrieval_variant_and_all_baselines():
     cfg = load_suite(preset_path("quick"))
-    assert [v["name"] for v in cfg.expanded()] == ["qlora-r8", "qlora-r4", "prompt-tuning-20", "prompt-tuning-10"]
+    assert [v["name"] for v in cfg.expanded()] == ["qlora-r8", "qlora-r4", "prompt-tuning-10", "lora-k2"]
+    assert cfg.expanded()[-1]["retrieve"] == 2
     assert set(cfg.baselines) == {"zero-shot", "few-shot", "retrieval", "constant"}
 
 

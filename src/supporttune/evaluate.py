@@ -9,6 +9,7 @@ gathered back in input order, and rank 0 alone scores and writes.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -22,12 +23,13 @@ from .errors import UserError
 from .generate import DecodeSettings, Generated, batch1_latencies, generate_replies, load_agent, reference_nll
 from .io import check_out_dir, read_json, read_jsonl, write_json, write_jsonl
 from .memory import PeakTracker, free_memory
-from .metrics import HEADLINE, PER_EXAMPLE, CorpusStats, corpus_scores, length_stats, per_example_scores
+from .metrics import CorpusStats, corpus_scores, length_stats, per_example_scores, select
 from .prompts import PromptSpec
 from .retrieval import ExemplarIndex
 from .stats import bootstrap_ci
 
 GROUPS = ("category", "priority", "sentiment")
+LOOKED_UP = ("retrieval", "constant")  # baselines whose replies are looked up: no latency or throughput to report
 
 
 def _breakdown(rows: list[dict], preds: list[str], refs: list[str], key: str) -> dict:
@@ -41,11 +43,24 @@ def _breakdown(rows: list[dict], preds: list[str], refs: list[str], key: str) ->
 
 def _worst(rows: list[dict], k: int) -> dict:
     fields = ("id", "input", "reference", "prediction", "brand", "category")
-    return {m: [{**{f: r[f] for f in fields}, m: r["scores"][m]} for r in sorted(rows, key=lambda r: r["scores"][m])[:k]]
-            for m in ("bleu", "rougeL")}
+    out = {}
+    for m in select(worst=True):
+        scored = [r for r in rows if r["scores"].get(m.key) is not None]
+        out[m.key] = [{**{f: r[f] for f in fields}, m.key: r["scores"][m.key]}
+                      for r in sorted(scored, key=lambda r: r["scores"][m.key] * (1 if m.higher_is_better else -1))[:k]]
+    return out
+
+
+def _machine_load() -> dict:
+    """How busy the machine was while latency was measured (the 1-minute load average covers it)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {"latency_load_1m": None if load is None else round(load, 2), "latency_cpus": cpus}
 
 
 def score(examples: list[dict], gens: list[Generated], latencies: list[float], cfg: EvalConfig) -> tuple[list[dict], dict]:
+    """Per-example rows and the metrics document: every metric of the metrics table, CIs, breakdowns, worst cases."""
+    load = _machine_load() if latencies else {}  # read first: scoring itself keeps the CPU busy
     preds = [g.text for g in gens]
     refs = [ex["output"] for ex in examples]
     scores = per_example_scores(preds, refs, semantic=cfg.semantic)
@@ -57,14 +72,15 @@ def score(examples: list[dict], gens: list[Generated], latencies: list[float], c
                      "hit_max": g.hit_max, "latency_s": g.latency_s, "scores": {k: (round(v, 4) if v is not None else None) for k, v in s.items()}})
     corpus = CorpusStats(preds, refs)
     metrics = {**corpus_scores(preds, refs, scores), **length_stats(preds, refs, [g.hit_max for g in gens])}
-    metrics["ci"] = bootstrap_ci(scores, tuple(k for k in HEADLINE if metrics.get(k) is not None), corpus,
-                                 cfg.bootstrap, cfg.seed)
+    metrics["ci"] = bootstrap_ci(scores, tuple(m.key for m in select(ci=True) if metrics.get(m.key) is not None),
+                                 corpus, cfg.bootstrap, cfg.seed)
+    metrics["generated"] = cfg.baseline not in LOOKED_UP
     for key in GROUPS:
         metrics[f"by_{key}"] = _breakdown(rows, preds, refs, key)
     metrics["worst"] = _worst(rows, cfg.worst_k)
     if latencies:
         metrics.update(latency_p50_s=float(np.percentile(latencies, 50)), latency_p95_s=float(np.percentile(latencies, 95)),
-                       latency_mean_s=float(np.mean(latencies)), latency_samples=len(latencies))
+                       latency_mean_s=float(np.mean(latencies)), latency_samples=len(latencies), **load)
     return rows, metrics
 
 
@@ -95,27 +111,28 @@ def rescore(eval_dir: Path, cfg: EvalConfig) -> dict:
     gens = [Generated(r["prediction"], r["new_tokens"], r["hit_max"], r.get("latency_s")) for r in preds]
     rows, metrics = score(examples, gens, [], cfg)
     kept = {k: v for k, v in old.items() if k not in metrics or k.startswith(("latency", "throughput"))}
-    metrics = {**metrics, **kept, "rescored": True}
+    generated = old.get("generated", old.get("name") not in LOOKED_UP)  # cfg here names no real baseline
+    metrics = {**metrics, **kept, "generated": generated, "rescored": True}
     write_jsonl(eval_dir / "predictions.jsonl", rows)
     write_json(eval_dir / "metrics.json", metrics)
     return metrics
 
 
 def _generate_sharded(agent, examples: list[dict], settings: DecodeSettings, shots) -> list[Generated]:
-    """Replies in input order; with N ranks each generates every N-th example by prompt length."""
+    """Replies in input order; with N ranks each generates every N-th batch (batches as one process forms them)."""
     progress = f"generating ({agent.name})"
     if not distributed.active():
         return generate_replies(agent, examples, settings, shots, progress=progress)
-    by_length = sorted(range(len(examples)), key=lambda i: len(agent.prompt_ids(examples[i])))
-    mine = distributed.shard(by_length)
-    part = generate_replies(agent, [examples[i] for i in mine], settings, [shots[i] for i in mine] if shots else None,
-                            progress=progress)
-    return distributed.gather_ordered(dict(zip(mine, part)))
+    part = generate_replies(agent, examples, settings, shots, progress=progress,
+                            shard=(distributed.rank(), distributed.world_size()))
+    return distributed.gather_ordered({i: g for i, g in enumerate(part) if g is not None})
 
 
-def _perplexity_sharded(agent, examples: list[dict]) -> float | None:
-    mine = distributed.shard(list(range(len(examples))))
-    sums = distributed.all_gather(reference_nll(agent, [examples[i] for i in mine]))  # agent adds exemplars
+def _perplexity_sharded(agent, examples: list[dict], batch_size: int = 16) -> float | None:
+    """Each rank scores every N-th batch of 16 references, so each batch's sum is the one-process one."""
+    chunks = [list(range(i, min(i + batch_size, len(examples)))) for i in range(0, len(examples), batch_size)]
+    mine = [i for chunk in distributed.shard(chunks) for i in chunk]
+    sums = distributed.all_gather(reference_nll(agent, [examples[i] for i in mine], batch_size))  # agent adds exemplars
     nll, tokens = sum(s[0] for s in sums), sum(s[1] for s in sums)
     return float(np.exp(nll / tokens)) if tokens else None
 
@@ -185,4 +202,4 @@ def evaluate(cfg: EvalConfig) -> dict:
     return metrics
 
 
-__all__ = ["evaluate", "PER_EXAMPLE"]
+__all__ = ["evaluate", "score", "rescore"]

@@ -99,16 +99,24 @@ def _generate_prompt_tuning(model, ids: torch.Tensor, mask: torch.Tensor, kwargs
 
 
 def generate_replies(agent: Agent, examples: list[dict], settings: DecodeSettings, shots: list[list[dict]] | None = None,
-                     progress: str | None = "generating") -> list[Generated]:
-    """Replies for ``examples`` in order, batched by similar prompt length."""
+                     progress: str | None = "generating", shard: tuple[int, int] = (0, 1)) -> list[Generated | None]:
+    """Replies for ``examples`` in order, batched by similar prompt length.
+
+    ``shard=(rank, world)`` generates only every ``world``-th batch from the ``rank``-th (the other
+    entries stay None): each batch is then exactly the batch one process would form, with the same
+    padding, so greedy replies are bit-identical whatever the number of processes. (Sharding the
+    examples instead changes the batches; in bf16 on a GPU that changes the rounding, which can flip
+    a near-tied argmax and with it the rest of a reply.)
+    """
     prompts = [agent.prompt_ids(ex, shots[i] if shots else None) for i, ex in enumerate(examples)]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     results: list[Generated | None] = [None] * len(prompts)
     batches = [order[i:i + settings.batch_size] for i in range(0, len(order), settings.batch_size)]
+    batches = batches[shard[0]::shard[1]]
     for batch in track(batches, progress or "generating") if progress else batches:
         for i, g in zip(batch, _generate_ids(agent, [prompts[i] for i in batch], settings)):
             results[i] = g
-    return results  # type: ignore[return-value]
+    return results
 
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -20,7 +21,8 @@ import yaml
 
 from . import distributed
 from .batching import split_global_batch
-from .config import SUITE_PRESETS, EvalConfig, PrepareConfig, SuiteConfig, TrainConfig, validation_message
+from .cmdconfig import SUITE_PRESETS
+from .config import EvalConfig, PrepareConfig, SuiteConfig, TrainConfig, validation_message
 from .errors import Interrupted, RunFailed, UserError
 from .io import read_json, read_yaml_mapping, write_json
 from .memory import free_memory
@@ -108,6 +110,68 @@ def _baseline_cfg(name: str, cfg: SuiteConfig, data: Path, out: Path) -> EvalCon
                          "retrieval": d.retrieval, "force": True})
 
 
+@dataclass
+class Job:
+    """One entry of a suite: a variant to train and evaluate, or a baseline to evaluate."""
+
+    kind: str  # "variant" | "baseline"
+    name: str
+    dir: Path
+    digest: str  # resolved train+eval configs (and test data for baselines): a finished job with it is skipped
+    train: TrainConfig | None = None
+    eval: EvalConfig | None = None
+
+    def entry(self, out: Path) -> dict:
+        return {"name": self.name, "kind": self.kind, "dir": str(self.dir.relative_to(out)), "digest": self.digest}
+
+    def done(self) -> bool:
+        return _done(self.dir, self.digest)
+
+    def run(self, ecfg: dict, data: Path) -> None:
+        if self.kind == "variant":
+            _run_variant(self.train, ecfg, data)
+        else:
+            from .evaluate import evaluate
+
+            evaluate(self.eval)
+
+
+def plan_jobs(cfg: SuiteConfig, out: Path, data: Path) -> list[Job]:
+    """Every entry of the suite, variants first, with the digests that make resuming safe."""
+    jobs = []
+    for v in cfg.expanded():
+        dir_ = out / "variants" / v["name"]
+        tcfg = TrainConfig(**{**cfg.defaults, **v, "data": data, "out": dir_})
+        digest = tcfg.digest() + "-" + EvalConfig(baseline="constant", out=dir_, **cfg.eval).digest()
+        jobs.append(Job("variant", v["name"], dir_, digest, train=tcfg))
+    for b in cfg.baselines:
+        dir_ = out / "baselines" / b
+        ecfg = _baseline_cfg(b, cfg, data, dir_)
+        jobs.append(Job("baseline", b, dir_, ecfg.digest() + "-" + _data_digest(data), eval=ecfg))
+    return jobs
+
+
+def mark_done(job: Job, out: Path) -> None:
+    write_json(job.dir / "suite_entry.json", {**job.entry(out), "status": "ok"})
+
+
+def start_suite(cfg: SuiteConfig, out: Path, force: bool = False) -> Path:
+    """Create (or reuse) the suite directory, record the config, prepare the data; returns the data dir."""
+    import shutil
+
+    if force and out.exists():
+        shutil.rmtree(out)
+    fresh = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "suite.yaml").write_text(yaml.safe_dump(cfg.resolved(), sort_keys=False))
+    try:
+        return _prepare_data(cfg, out)
+    except UserError:  # unreadable data: leave no half-made suite that a rerun would refuse
+        if fresh:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
 def run_suite(cfg: SuiteConfig, out: Path, force: bool = False, log=print) -> dict:
     """Run (or resume) the whole suite into ``out``; returns the results document."""
     from .models import pick_device
@@ -116,50 +180,25 @@ def run_suite(cfg: SuiteConfig, out: Path, force: bool = False, log=print) -> di
     distributed.setup(pick_device(cfg.defaults.get("device", "auto")))
     main = distributed.is_main()
     log = log if main else (lambda _m: None)
-    data = None
-    if main:
-        import shutil
-
-        if force and out.exists():
-            shutil.rmtree(out)
-        fresh = not out.exists()
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "suite.yaml").write_text(yaml.safe_dump(cfg.resolved(), sort_keys=False))
-        try:
-            data = _prepare_data(cfg, out)
-        except UserError:  # unreadable data: leave no half-made suite that a rerun would refuse
-            if fresh:
-                shutil.rmtree(out, ignore_errors=True)
-            raise
+    data = start_suite(cfg, out, force) if main else None
     data = distributed.broadcast(data)
     t0 = time.perf_counter()
     eta = _Eta()
     entries = []
-    jobs = [("variant", v["name"], v) for v in cfg.expanded()] + [("baseline", b, None) for b in cfg.baselines]
-    for i, (kind, name, variant) in enumerate(jobs, 1):
-        dir_ = out / ("variants" if kind == "variant" else "baselines") / name
-        if kind == "variant":
-            tcfg = TrainConfig(**{**cfg.defaults, **variant, "data": data, "out": dir_})
-            digest = tcfg.digest() + "-" + EvalConfig(baseline="constant", out=dir_, **cfg.eval).digest()
-        else:
-            digest = _baseline_cfg(name, cfg, data, dir_).digest() + "-" + _data_digest(data)
-        entry = {"name": name, "kind": kind, "dir": str(dir_.relative_to(out)), "digest": digest}
-        if _done(dir_, digest):
+    jobs = plan_jobs(cfg, out, data)
+    for i, job in enumerate(jobs, 1):
+        kind, name, dir_, entry = job.kind, job.name, job.dir, job.entry(out)
+        if job.done():
             log(f"[{i}/{len(jobs)}] {kind} {name}: done earlier, skipped")
             entries.append({**entry, "status": "ok", "skipped": True})
             continue
         log(f"[{i}/{len(jobs)}] {kind} {name}: running (elapsed {_clock(time.perf_counter() - t0)}"
-            f"{eta.left([k for k, _, _ in jobs[i - 1:]])})")
+            f"{eta.left([j.kind for j in jobs[i - 1:]])})")
         started = time.perf_counter()
         try:
-            if kind == "variant":
-                _run_variant(tcfg, cfg.eval, data)
-            else:
-                from .evaluate import evaluate
-
-                evaluate(_baseline_cfg(name, cfg, data, dir_))
+            job.run(cfg.eval, data)
             if main:
-                write_json(dir_ / "suite_entry.json", {**entry, "status": "ok"})
+                mark_done(job, out)
             distributed.barrier()
             entries.append({**entry, "status": "ok", "seconds": round(time.perf_counter() - started, 1)})
             eta.done(kind, time.perf_counter() - started)
