@@ -180,6 +180,8 @@ def test_cli_export_and_one_line_errors(suite, tmp_path):
                          (["rate", str(suite), "--rater", "a/b"], "rater name"),
                          (["rate", str(suite), "--prompt-from", str(tmp_path)], "goes with --export-preferences"),
                          (["rate", str(suite), "--export-preferences", str(out), "--prompt-from", str(tmp_path)],
+                          "exists (use --force"),
+                         (["rate", str(suite), "--export-preferences", str(out), "--force", "--prompt-from", str(tmp_path)],
                           "not a training run")):
         res = cli(*args)
         errors = [x for x in res.stderr.splitlines() if x.startswith("supporttune: error:")]

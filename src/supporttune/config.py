@@ -63,11 +63,13 @@ class PrepareConfig(StageConfig):
     max_pairs: int | None = Field(None, gt=0, description="Keep at most this many pairs (whole threads).")
     val_frac: float = Field(0.1, ge=0, le=1, description="Share of pairs for validation.")
     test_frac: float = Field(0.1, ge=0, le=1, description="Share of pairs for test.")
-    seed: int = Field(42, description="Seed of the thread shuffle (and of the built-in generator).")
+    seed: int = Field(42, ge=0, lt=2**32, description="Seed of the thread shuffle (and of the built-in generator).")
     sentiment: Literal["vader", "textblob"] = Field("vader", description="Sentiment lexicon of the tagger.")
     input_col: str = Field("input", description="Input column/field for csv/jsonl/json.")
     output_col: str = Field("output", description="Reply column/field for csv/jsonl/json.")
     brand_col: str = Field("brand", description="Optional brand column/field.")
+    instruction_col: str = Field("instruction", description="Alpaca-style instruction column/field: put before the "
+                                                           "input, or used alone when the input is empty ('' ignores it).")
     min_chars: int = Field(3, ge=1, description="Drop pairs whose input or reply has fewer content characters.")
     max_input_chars: int = Field(1000, gt=0, description="Drop pairs with a longer (cleaned) input.")
     max_output_chars: int = Field(600, gt=0, description="Drop pairs with a longer (cleaned) reply.")
@@ -141,7 +143,10 @@ class TrainConfig(StageConfig):
     max_val_samples: int | None = Field(200, gt=0, description="Use at most this many validation pairs.")
     logging_steps: int = Field(5, gt=0, description="Log the training loss every N steps.")
     save_steps: int = Field(50, gt=0, description="Checkpoint every N steps (for --resume).")
-    seed: int = Field(42, description="Seed of initialisation, dropout and data order.")
+    report_to: list[Literal["tensorboard", "wandb"]] = Field(
+        [], description="Also send the training logs to tensorboard (written to RUN/tensorboard) and/or wandb, through "
+                        "the Trainer's own integration (comma-separated; the package must be installed).")
+    seed: int = Field(42, ge=0, lt=2**32, description="Seed of initialisation, dropout and data order.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train.")
     fsdp: bool = Field(False, description="With --nproc: shard weights, grads and optimizer state (FSDP) instead of "
                                           "replicating the model (DDP); for models that do not fit one GPU.")
@@ -152,8 +157,10 @@ class TrainConfig(StageConfig):
     @model_validator(mode="before")
     @classmethod
     def _coerce(cls, values):
-        if isinstance(values, dict) and "targets" in values:
-            values = {**values, "targets": _split_csv(values["targets"])}
+        if isinstance(values, dict):
+            values = {**values, **{k: _split_csv(values[k]) for k in ("targets", "report_to") if k in values}}
+            if values.get("report_to") in (["none"], "none", None):
+                values["report_to"] = []
         return values
 
     @field_validator("lr")
@@ -190,7 +197,7 @@ class TrainConfig(StageConfig):
     def identity(self) -> dict:
         """The fields that define the result (not where it goes or how it is resumed)."""
         d = self.resolved()
-        for k in ("out", "resume", "force", "name", "device", "fsdp"):
+        for k in ("out", "resume", "force", "name", "device", "fsdp", "report_to"):
             d.pop(k, None)
         return d
 
@@ -219,7 +226,7 @@ class EvalConfig(StageConfig):
     worst_k: int = Field(5, gt=0, description="Worst examples kept per metric.")
     semantic: bool = Field(True, description="Compute semantic similarity (MiniLM embeddings).")
     perplexity: bool = Field(True, description="Compute the perplexity of the references.")
-    seed: int = Field(0, description="Seed of the bootstrap.")
+    seed: int = Field(0, ge=0, lt=2**32, description="Seed of the bootstrap.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to generate.")
     force: bool = Field(False, description="Re-evaluate even if metrics exist.")
 

@@ -21,7 +21,7 @@ from .batching import load_split
 from .config import EvalConfig
 from .errors import UserError
 from .generate import DecodeSettings, Generated, batch1_latencies, generate_replies, load_agent, reference_nll
-from .io import read_json, read_jsonl, write_json, write_jsonl
+from .io import check_out_dir, read_json, read_jsonl, write_json, write_jsonl
 from .memory import PeakTracker, free_memory
 from .metrics import CorpusStats, corpus_scores, length_stats, per_example_scores, select
 from .prompts import PromptSpec
@@ -143,8 +143,9 @@ def preflight(cfg: EvalConfig) -> tuple[list[dict], Path]:
         from .rundir import read_record
 
         read_record(cfg.run)  # fail on a wrong run directory before anything else
-    examples = load_split(cfg.data, cfg.split)[: cfg.limit]
     out_dir = (Path(cfg.run) if cfg.run else Path(cfg.out)) / "eval"
+    check_out_dir(out_dir, "--out" if cfg.baseline else "--run")
+    examples = load_split(cfg.data, cfg.split)[: cfg.limit]
     if (out_dir / "metrics.json").is_file() and not cfg.force:
         raise UserError(f"{out_dir}/metrics.json exists (use --force to re-evaluate)")
     return examples, out_dir

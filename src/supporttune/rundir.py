@@ -13,6 +13,7 @@ helpers below::
       loss.jsonl           train/val loss per logged step
       train_summary.json   figures of the finished run
       checkpoints/         only while training (removed at the end)
+      tensorboard/         event files, with --report-to tensorboard
       eval/                metrics.json, predictions.jsonl
 """
 
@@ -33,6 +34,7 @@ LOSS = "loss.jsonl"
 EXEMPLARS = "exemplars.jsonl"
 ADAPTER = "adapter_config.json"
 CHECKPOINTS = "checkpoints"
+TENSORBOARD = "tensorboard"
 EVAL = "eval"
 
 

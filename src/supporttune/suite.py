@@ -21,13 +21,14 @@ import yaml
 
 from . import distributed
 from .batching import split_global_batch
+from .cmdconfig import SUITE_PRESETS
 from .config import EvalConfig, PrepareConfig, SuiteConfig, TrainConfig, load_yaml_config
 from .errors import Interrupted, RunFailed, UserError
 from .io import read_json, sha256_json, write_json
 from .memory import free_memory
 from .rundir import saved_identity
 
-PRESETS = ("quick", "full", "seed-recipe")
+PRESETS = SUITE_PRESETS  # configs/<name>.yaml (full = default.yaml); `run --preset` offers exactly these
 
 
 def preset_path(name: str) -> Path:
@@ -38,6 +39,16 @@ def preset_path(name: str) -> Path:
 
 def load_suite(path: Path, overrides: dict | None = None) -> SuiteConfig:
     return load_yaml_config(SuiteConfig, path, "suite config", overrides)
+
+
+def check_inputs(cfg: SuiteConfig) -> None:
+    """Before the suite directory is touched: the data exists and every variant's base model resolves."""
+    from .models import resolve
+
+    if cfg.data != "builtin" and not Path(cfg.data).exists():
+        raise UserError(f"{cfg.data}: data not found (give a raw data file, 'builtin' or a prepared directory)")
+    for model in {TrainConfig(**{**cfg.defaults, **v}).model for v in cfg.expanded()}:
+        resolve(model)
 
 
 def preflight(cfg: SuiteConfig, nproc: int) -> None:
@@ -137,13 +148,19 @@ def mark_done(job: Job, out: Path) -> None:
 
 def start_suite(cfg: SuiteConfig, out: Path, force: bool = False) -> Path:
     """Create (or reuse) the suite directory, record the config, prepare the data; returns the data dir."""
-    if force and out.exists():
-        import shutil
+    import shutil
 
+    if force and out.exists():
         shutil.rmtree(out)
+    fresh = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     (out / "suite.yaml").write_text(yaml.safe_dump(cfg.resolved(), sort_keys=False))
-    return prepare_data(cfg, out)
+    try:
+        return prepare_data(cfg, out)
+    except UserError:  # unreadable data: leave no half-made suite that a rerun would refuse
+        if fresh:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 def run_suite(cfg: SuiteConfig, out: Path, force: bool = False, log=print) -> dict:
@@ -157,6 +174,7 @@ def run_suite(cfg: SuiteConfig, out: Path, force: bool = False, log=print) -> di
     data = start_suite(cfg, out, force) if main else None
     data = distributed.broadcast(data)
     t0 = time.perf_counter()
+    eta = _Eta()
     entries = []
     jobs = plan_jobs(cfg, out, data)
     for i, job in enumerate(jobs, 1):
@@ -165,7 +183,8 @@ def run_suite(cfg: SuiteConfig, out: Path, force: bool = False, log=print) -> di
             log(f"[{i}/{len(jobs)}] {kind} {name}: done earlier, skipped")
             entries.append({**entry, "status": "ok", "skipped": True})
             continue
-        log(f"[{i}/{len(jobs)}] {kind} {name}: running (elapsed {time.perf_counter() - t0:.0f}s)")
+        log(f"[{i}/{len(jobs)}] {kind} {name}: running (elapsed {_clock(time.perf_counter() - t0)}"
+            f"{eta.left([j.kind for j in jobs[i - 1:]])})")
         started = time.perf_counter()
         try:
             job.run(cfg.eval, data)
@@ -173,6 +192,7 @@ def run_suite(cfg: SuiteConfig, out: Path, force: bool = False, log=print) -> di
                 mark_done(job, out)
             distributed.barrier()
             entries.append({**entry, "status": "ok", "seconds": round(time.perf_counter() - started, 1)})
+            eta.done(kind, time.perf_counter() - started)
         except Interrupted:
             raise  # Ctrl-C / SIGTERM: stop the suite; `--resume` continues from the checkpoint
         except (UserError, RunFailed, RuntimeError, ValueError, OSError, MemoryError) as e:
@@ -207,3 +227,31 @@ def _data_digest(data: Path) -> str:
 
     return sha256_json([sha256_file(Path(data) / f"{s}.jsonl") for s in ("train", "val", "test")
                         if (Path(data) / f"{s}.jsonl").is_file()])[:12]
+
+
+class _Eta:
+    """The suite's remaining time: each job left costs the mean of the finished jobs of its kind.
+
+    A variant (train + evaluate) and a baseline differ by orders of magnitude, so they are timed
+    apart, and a kind not timed yet is named rather than guessed.
+    """
+
+    def __init__(self):
+        self.seconds: dict[str, list[float]] = {"variant": [], "baseline": []}
+
+    def done(self, kind: str, seconds: float) -> None:
+        self.seconds[kind].append(seconds)
+
+    def left(self, kinds: list[str]) -> str:
+        means = {k: sum(v) / len(v) for k, v in self.seconds.items() if v}
+        if not means:
+            return ""
+        untimed = [k for k in kinds if k not in means]
+        more = f" + {len(untimed)} {untimed[0]}{'s' if len(untimed) > 1 else ''} not timed yet" if untimed else ""
+        return f", about {_clock(sum(means[k] for k in kinds if k in means))} left{more}"
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, m, s = seconds // 3600, seconds // 60 % 60, seconds % 60
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"

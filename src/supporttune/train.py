@@ -22,7 +22,7 @@ from . import distributed, methods, rundir
 from .batching import EncodedDataset, PadCollator, load_split, split_global_batch
 from .config import TrainConfig
 from .errors import Interrupted, RunFailed, UserError
-from .io import read_json, read_jsonl, write_json, write_jsonl
+from .io import check_out_dir, read_json, read_jsonl, write_json, write_jsonl
 from .memory import PeakTracker, free_memory
 from .models import local_dir, module_names, pick_device, pick_dtype, resolve
 from .prompts import PromptSpec
@@ -34,6 +34,7 @@ from .trainer import NonFiniteLoss, install_signal_handlers, restore_signal_hand
 def check_run_dir(cfg: TrainConfig) -> None:
     """Refuse to touch an existing run directory unless asked to (--resume / --force); no side effects."""
     out = Path(cfg.out)
+    check_out_dir(out)
     if not out.exists() or not any(out.iterdir()) or (cfg.force and not cfg.resume):
         return
     if not cfg.resume:
@@ -57,6 +58,7 @@ def validate(cfg: TrainConfig):
     """Everything checkable without loading weights: method, data files, target modules."""
     method = methods.get(cfg.method)
     ref = resolve(cfg.model)
+    _check_report_to(cfg.report_to)
     train_rows = load_split(cfg.data, "train")
     val_rows = load_split(cfg.data, "val", required=False)
     if method.uses_targets:
@@ -66,6 +68,15 @@ def validate(cfg: TrainConfig):
             linear = sorted(n for n in names if n.endswith("proj"))
             raise UserError(f"target module(s) {', '.join(missing)} not in {cfg.model} (it has: {', '.join(linear)})")
     return method, ref, train_rows, val_rows
+
+
+def _check_report_to(targets: list[str]) -> None:
+    import importlib.util
+
+    needs = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}
+    for target in targets:
+        if not any(importlib.util.find_spec(m) for m in needs[target]):
+            raise UserError(f"--report-to {target} needs the {needs[target][0]} package (pip install {needs[target][0]})")
 
 
 def _check_fsdp(cfg: TrainConfig, device: str) -> None:
@@ -108,11 +119,11 @@ def _training_args(cfg: TrainConfig, device: str, dtype: torch.dtype, has_val: b
         gradient_accumulation_steps=plan["grad_accum_per_device"], num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps or -1, learning_rate=cfg.lr, warmup_steps=cfg.warmup,
         weight_decay=cfg.weight_decay, lr_scheduler_type="linear",
-        logging_steps=cfg.logging_steps, logging_nan_inf_filter=False,
+        logging_steps=cfg.logging_steps, logging_first_step=True, logging_nan_inf_filter=False,
         eval_strategy="epoch" if has_val else "no", save_strategy="steps", save_steps=cfg.save_steps,
         save_total_limit=2, seed=cfg.seed, data_seed=cfg.seed,
         bf16=dtype == torch.bfloat16 and device == "cuda", fp16=dtype == torch.float16 and device == "cuda",
-        use_cpu=device == "cpu", report_to="none", remove_unused_columns=False,
+        use_cpu=device == "cpu", report_to=cfg.report_to or "none", run_name=cfg.variant, remove_unused_columns=False,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         dataloader_num_workers=0, disable_tqdm=os.environ.get("SUPPORTTUNE_PROGRESS") == "0",
         optim="adamw_torch", ddp_backend=plan["backend"],
@@ -126,6 +137,8 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> dict:
 
     Under a multi-process launch every rank runs this; rank 0 alone touches the run directory.
     """
+    if distributed.is_main():
+        check_run_dir(cfg)  # a wrong --out fails before anything is read or loaded
     method, ref, train_rows, val_rows = validate(cfg)
     device = pick_device(cfg.device)
     _check_fsdp(cfg, device)
@@ -185,6 +198,9 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> dict:
         callbacks=[log, *(callbacks or [])])
     trainer.global_batch = plan["global_batch"]
     log.trainer = trainer
+    for cb in trainer.callback_handler.callbacks:  # its default folder is inside checkpoints/, deleted at the end
+        if type(cb).__name__ == "TensorBoardCallback" and getattr(cb, "logging_dir", None) is None:
+            cb.logging_dir = str(out / rundir.TENSORBOARD)
     if cfg.fsdp and not trainer.is_fsdp_enabled:
         raise RunFailed("--fsdp was asked for, but the Trainer did not enable FSDP (launch with --nproc)")
     handlers = install_signal_handlers(log)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..config import PrepareConfig
 from ..errors import UserError
-from ..io import prepare_out_dir, sha256_file, write_json, write_jsonl
+from ..io import check_out_dir, prepare_out_dir, sha256_file, write_json, write_jsonl
 from ..progress import track
 from ..tagging import tag
 from .builtin import generate
@@ -63,12 +63,14 @@ def read_source(cfg: PrepareConfig) -> tuple[ReadResult, str]:
     path = Path(cfg.input)
     if not path.exists():
         raise UserError(f"{path}: file not found")
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory; give a data file (a prepared directory needs no prepare)")
     fmt = detect_format(path) if cfg.format == "auto" else cfg.format
     if fmt == "twcs":
         return read_twcs(path), fmt
     if fmt == "messages":
         return read_messages(path, cfg.brand_col), fmt
-    return read_tabular(path, fmt, cfg.input_col, cfg.output_col, cfg.brand_col), fmt
+    return read_tabular(path, fmt, cfg.input_col, cfg.output_col, cfg.brand_col, instruction_col=cfg.instruction_col), fmt
 
 
 def clean_and_tag(raw: ReadResult, cfg: PrepareConfig) -> tuple[list[dict], Counter]:
@@ -127,6 +129,7 @@ def prepare(cfg: PrepareConfig) -> dict:
     """Run the data stage; returns the report that is also written to ``prepare_report.json``."""
     t0 = time.perf_counter()
     out = Path(cfg.out)
+    check_out_dir(out)
     if out.is_dir() and any(out.iterdir()) and not cfg.force:
         raise UserError(f"{out}: output directory exists and is not empty (use --force to overwrite)")
     raw, fmt = read_source(cfg)
