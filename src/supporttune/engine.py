@@ -1,0 +1,216 @@
+"""The generation engine: one per agent; every generation call (``generate.generate_ids``) runs here.
+
+Paths
+  eager         the agent's own model: PEFT adapter unmerged, NF4 base for QLoRA, dynamic KV
+                cache. The reference every other path is tested against; what the CPU runs (where
+                it is the fastest), and what prefix tuning runs everywhere.
+  static        (CUDA, or ``engine="static"`` anywhere) the architecture's slot (slots.py: a plain
+                model with the adapter merged in, the NF4 base dequantized, or the base for prompt
+                tuning and baselines) and a static KV cache passed to ``model.generate``, which on
+                CUDA compiles the decode step itself (torch.compile, reduce-overhead = CUDA graphs;
+                wrapping forward by hand is what failed before). Prompt tuning enters through
+                ``inputs_embeds`` laid out as in training.
+  eager-merged  the slot with a dynamic cache: on CUDA when compiling would not repay itself.
+
+Shapes: a compiled decode step is specialised to (rows, cache length). A test set is cut into
+equal batches, padded with discarded rows to one row count, and the cache is sized once for the
+set (longest prompt + reply budget, rounded up to 128), so a set compiles one shape (two with
+the batch-1 latency pass) and a server one (its max batch). Static caches are kept per shape and
+reset, so CUDA graphs replay on the same addresses; the slot outlives the agent, so the next
+variant of the same base reuses every compiled shape.
+
+When to compile (``auto``): a new shape is compiled only when the eager time of the batches still
+to run (per decode step, as measured on the eager batches already run) exceeds the compile cost
+plus their compiled time. COMPILE_S and STATIC_STEP_S are the H100 figures of docs/BENCHMARKS.md;
+a compile measured in this process replaces COMPILE_S.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+from transformers.generation.utils import ALL_CACHE_NAMES as _CACHE_NAMES
+
+from . import slots
+from .generate import (DecodeSettings, Generated, eager_generate, finish, pad_left, prompt_tuning_embeds, row_hooks,
+                       sampling_kwargs)
+from .memory import sync
+
+COMPILE_S = 40.0  # first compile + capture of one decode shape (H100, SmolLM2-135M architecture)
+STATIC_STEP_S = 0.005  # compiled decode step at batch 64-256 (same run)
+EAGER_STEP_S = 0.02  # eager decode step of the merged model until one is measured here
+CACHE_QUANTUM = 128
+ROW_QUANTUM = 8
+WARMUP_TOKENS = 5  # decode steps of a warm-up call: compile, then CUDA-graph record, then replay
+CACHE_KWARG = "cache" if "cache" in _CACHE_NAMES else "past_key_values"  # renamed after transformers 5.17
+MODELS = {"merged": "adapter merged into a plain copy of the base (float32 merge, one rounding)",
+          "dequantized": "NF4 base dequantized as bitsandbytes does, adapter merged in",
+          "prompt": "plain base; virtual tokens as input embeddings", "base": "plain base model",
+          None: "the agent's own model"}
+
+
+def engine_for(agent) -> "Engine":
+    """The agent's engine (made on first use; kept on the agent)."""
+    engine = agent.__dict__.get("_engine")
+    if engine is None or engine.model is not agent.model:
+        engine = agent.__dict__["_engine"] = Engine(agent)
+    return engine
+
+
+def _round_up(n: int, q: int) -> int:
+    return int(math.ceil(n / q) * q)
+
+
+class Engine:
+    def __init__(self, agent):
+        self.agent, self.model = agent, agent.model
+        self.kind = slots.fast_kind(agent.model)
+        self.rows, self.cache_len = 0, 0
+        self._fits: bool | None = None
+        config = getattr(agent.model, "active_peft_config", None)
+        self.virtual = int(getattr(config, "num_virtual_tokens", 0) or 0) if self.kind == "prompt" else 0
+        self.stats = {"model": MODELS[self.kind], "load_s": 0.0, "compile_s": 0.0, "compiled_shapes": [],
+                      "reused_shapes": [], "calls": {}, "seconds": {}, "fallback": None}
+
+    # ---- which path -------------------------------------------------------------------------------------------
+    def fast(self, settings: DecodeSettings) -> bool:
+        if settings.engine == "eager" or self.kind is None:
+            return False
+        if settings.engine == "static":
+            return True
+        return self.agent.device == "cuda" and self._memory_ok()
+
+    def _memory_ok(self) -> bool:
+        if self._fits is None:
+            free = torch.cuda.mem_get_info()[0]
+            self._fits = free > slots.slot_bytes(self.model)
+            if not self._fits:
+                self.stats["fallback"] = "eager: too little free GPU memory for a merged copy of the base"
+        return self._fits
+
+    def _slot(self) -> slots.Slot:
+        slot, seconds = slots.slot_for(self.model, self.kind, self)
+        self.stats["load_s"] = round(self.stats["load_s"] + seconds, 3)
+        return slot
+
+    # ---- shapes -----------------------------------------------------------------------------------------------
+    def plan_batches(self, prompts: list[list[int]], settings: DecodeSettings) -> list[list[int]]:
+        """Indices in batches of similar prompt length; on the fast path all batches have one size."""
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        size = max(1, settings.batch_size)
+        if self.fast(settings) and prompts:
+            count = math.ceil(len(prompts) / size)
+            size = math.ceil(len(prompts) / count)
+            self.reserve(max(len(p) for p in prompts), settings, count, size)
+        return [order[i:i + size] for i in range(0, len(order), size)]
+
+    def reserve(self, width: int, settings: DecodeSettings, batches: int = 1, rows: int = 1) -> None:
+        """Size the next calls: ``rows`` per batch, a cache for ``width``-token prompts plus the budget."""
+        self.rows = 1 if rows <= 1 else _round_up(rows, ROW_QUANTUM)
+        self.cache_len = max(self.cache_len, _round_up(width + self.virtual + settings.max_new_tokens, CACHE_QUANTUM))
+
+    def _rows_for(self, n: int) -> int:
+        if n <= self.rows:
+            return self.rows
+        return 1 if n == 1 else 2 ** math.ceil(math.log2(n))
+
+    # ---- generation -------------------------------------------------------------------------------------------
+    def generate(self, prompts: list[list[int]], settings: DecodeSettings, on_token=None, should_stop=None,
+                 remaining_batches: int | None = None) -> list[Generated]:
+        if not prompts:
+            return []
+        tok = self.agent.tokenizer
+        if not self.fast(settings):
+            path, t0 = "eager", time.perf_counter()
+            out = eager_generate(self.agent, prompts, settings, on_token, should_stop)
+        else:
+            slot = self._slot()
+            rows = self._rows_for(len(prompts))
+            need = max(len(p) for p in prompts) + self.virtual + settings.max_new_tokens
+            if need > self.cache_len:
+                self.cache_len = _round_up(need, CACHE_QUANTUM)
+            static = self._use_static(slot, rows, settings, remaining_batches or 1)
+            if static:
+                self._warm(slot, rows, prompts[0])
+            else:
+                rows = len(prompts)  # a dynamic cache takes any shape
+            path, t0 = ("static" if static else "eager-merged"), time.perf_counter()
+            out = self._run(slot, prompts, rows, self.cache_len if static else None, settings, on_token, should_stop)
+            if not static:
+                slot.eager_step_s[rows] = (time.perf_counter() - t0) / max(1, out.shape[1])
+        sync(self.agent.device)
+        elapsed = time.perf_counter() - t0
+        self.stats["calls"][path] = self.stats["calls"].get(path, 0) + 1
+        self.stats["seconds"][path] = round(self.stats["seconds"].get(path, 0.0) + elapsed, 3)
+        return finish(tok, out[:len(prompts)].tolist(), settings.max_new_tokens, elapsed / len(prompts))
+
+    def _use_static(self, slot: slots.Slot, rows: int, settings: DecodeSettings, batches: int) -> bool:
+        if settings.engine == "static" or (rows, self.cache_len) in slot.compiled:
+            return True
+        measured = slot.eager_step_s.get(rows) or next(iter(slot.eager_step_s.values()), None)
+        compile_s = (sum(slot.compiled.values()) / len(slot.compiled)) if slot.compiled else COMPILE_S
+        steps = batches * settings.max_new_tokens
+        return steps * (measured or EAGER_STEP_S) > compile_s + steps * STATIC_STEP_S
+
+    def _warm(self, slot: slots.Slot, rows: int, prompt: list[int]) -> None:
+        """Compile and capture the decode step for this shape once per process, timed apart."""
+        key = (rows, self.cache_len)
+        if key in slot.compiled:
+            if list(key) not in self.stats["compiled_shapes"] + self.stats["reused_shapes"]:
+                self.stats["reused_shapes"].append(list(key))
+            return
+        if self.agent.device != "cuda":  # nothing to compile: transformers compiles on accelerators only
+            slot.compiled[key] = 0.0
+            return
+        _raise_recompile_limit()
+        sync(self.agent.device)
+        t0 = time.perf_counter()
+        self._run(slot, [prompt], rows, self.cache_len, DecodeSettings(WARMUP_TOKENS, rows, engine="static"))
+        sync(self.agent.device)
+        slot.compiled[key] = time.perf_counter() - t0
+        self.stats["compile_s"] = round(self.stats["compile_s"] + slot.compiled[key], 3)
+        self.stats["compiled_shapes"].append(list(key))
+
+    def warmup(self, rows: int, width: int, settings: DecodeSettings) -> float:
+        """Compile the shape a server will use before it takes requests (no-op off the fast path); seconds."""
+        if not self.fast(settings) or self.agent.device != "cuda":
+            return 0.0
+        self.reserve(width, settings, rows=rows)
+        before = self.stats["compile_s"]
+        self._warm(self._slot(), self.rows, [self.agent.tokenizer.eos_token_id] * 8)
+        return self.stats["compile_s"] - before
+
+    @torch.no_grad()
+    def _run(self, slot: slots.Slot, prompts: list[list[int]], rows: int, cache_len: int | None,
+             settings: DecodeSettings, on_token=None, should_stop=None) -> torch.Tensor:
+        tok = self.agent.tokenizer
+        ids, mask = pad_left(prompts, tok.pad_token_id, rows)
+        kwargs = {**sampling_kwargs(tok, settings), **row_hooks(len(prompts), tok.eos_token_id, on_token, should_stop, rows)}
+        if cache_len:
+            kwargs[CACHE_KWARG] = slot.cache(rows, cache_len)
+            if self.agent.device == "cuda":
+                from transformers import CompileConfig
+
+                kwargs["compile_config"] = CompileConfig(dynamic=False)
+        ids, mask = ids.to(self.agent.device), mask.to(self.agent.device)
+        if self.kind == "prompt":
+            embeds, mask = prompt_tuning_embeds(self.model, ids, mask, slot.model.get_input_embeddings())
+            return slot.model.generate(inputs_embeds=embeds, attention_mask=mask, **kwargs)  # only the new tokens
+        return slot.model.generate(input_ids=ids, attention_mask=mask, **kwargs)[:, ids.shape[1]:]
+
+    def report(self) -> dict:
+        """For metrics.json: which path ran, the warm-up/compile seconds apart from generation."""
+        calls = self.stats["calls"]
+        return {"path": max(calls, key=calls.get) if calls else None, **self.stats,
+                "device": self.agent.device}
+
+
+def _raise_recompile_limit() -> None:
+    """A few shapes per model and several variants per suite: more than dynamo's default of 8 graphs."""
+    import torch._dynamo
+
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(torch._dynamo.config, name):
+            setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), 64))
