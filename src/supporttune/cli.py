@@ -277,7 +277,7 @@ def chat(
 
 @app.command()
 def serve(
-    run: Path = typer.Argument(..., help="Trained run directory (or an exported merged model with --base)."),
+    run: Path = typer.Argument(..., help="Trained run directory."),
     host: str = typer.Option("127.0.0.1", help="Bind address (loopback by default)."),
     port: int = typer.Option(8000, help="Port."),
     api_key: Optional[str] = typer.Option(None, envvar="SUPPORTTUNE_API_KEY", help="Require this key (Bearer token)."),
@@ -285,16 +285,20 @@ def serve(
     max_wait_ms: float = typer.Option(10.0, min=0, help="How long a request waits for others to batch with."),
     max_new_tokens: int = typer.Option(64, min=1, help="Default reply budget (requests may ask for less or more)."),
     no_batching: bool = typer.Option(False, "--no-batching", help="Answer requests one at a time."),
+    batcher: str = typer.Option("window", help="window: queue requests for --max-wait-ms, one engine call per batch; "
+                                               "continuous: transformers' continuous batching (greedy only)."),
     device: str = typer.Option("auto", help="cpu, cuda or auto."),
 ):
-    """Serve the agent over HTTP: /v1/reply, OpenAI-compatible /v1/chat/completions, /health."""
+    """Serve the agent over HTTP: /v1/reply, OpenAI-compatible /v1/chat/completions (streaming too), /v1/models, /health."""
     from .generate import load_agent
     from .serve import ServeOptions
     from .serve import serve as run_server
 
+    if batcher not in ("window", "continuous"):
+        raise UserError(f"--batcher must be window or continuous (got '{batcher}')")
     agent = load_agent(run, device=device)
     run_server(agent, host, port, ServeOptions(api_key=api_key, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                                               max_new_tokens=max_new_tokens, batching=not no_batching))
+                                               max_new_tokens=max_new_tokens, batching=not no_batching, batcher=batcher))
 
 
 @app.command("export")

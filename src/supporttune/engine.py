@@ -129,15 +129,14 @@ class Engine:
             slot = self._slot()
             rows = self._rows_for(len(prompts))
             need = max(len(p) for p in prompts) + self.virtual + settings.max_new_tokens
-            if need > self.cache_len:
-                self.cache_len = _round_up(need, CACHE_QUANTUM)
-            static = self._use_static(slot, rows, settings, remaining_batches or 1)
+            length = self.cache_len if need <= self.cache_len else _round_up(need, CACHE_QUANTUM)
+            static = self._use_static(slot, rows, length, settings, remaining_batches or 1)
             if static:
-                self._warm(slot, rows, prompts[0])
+                self._warm(slot, rows, length, prompts[0])
             else:
                 rows = len(prompts)  # a dynamic cache takes any shape
             path, t0 = ("static" if static else "eager-merged"), time.perf_counter()
-            out = self._run(slot, prompts, rows, self.cache_len if static else None, settings, on_token, should_stop)
+            out = self._run(slot, prompts, rows, length if static else None, settings, on_token, should_stop)
             if not static:
                 slot.eager_step_s[rows] = (time.perf_counter() - t0) / max(1, out.shape[1])
         sync(self.agent.device)
@@ -146,17 +145,17 @@ class Engine:
         self.stats["seconds"][path] = round(self.stats["seconds"].get(path, 0.0) + elapsed, 3)
         return finish(tok, out[:len(prompts)].tolist(), settings.max_new_tokens, elapsed / len(prompts))
 
-    def _use_static(self, slot: slots.Slot, rows: int, settings: DecodeSettings, batches: int) -> bool:
-        if settings.engine == "static" or (rows, self.cache_len) in slot.compiled:
+    def _use_static(self, slot: slots.Slot, rows: int, length: int, settings: DecodeSettings, batches: int) -> bool:
+        if settings.engine == "static" or (rows, length) in slot.compiled:
             return True
         measured = slot.eager_step_s.get(rows) or next(iter(slot.eager_step_s.values()), None)
         compile_s = (sum(slot.compiled.values()) / len(slot.compiled)) if slot.compiled else COMPILE_S
         steps = batches * settings.max_new_tokens
         return steps * (measured or EAGER_STEP_S) > compile_s + steps * STATIC_STEP_S
 
-    def _warm(self, slot: slots.Slot, rows: int, prompt: list[int]) -> None:
+    def _warm(self, slot: slots.Slot, rows: int, length: int, prompt: list[int]) -> None:
         """Compile and capture the decode step for this shape once per process, timed apart."""
-        key = (rows, self.cache_len)
+        key = (rows, length)
         if key in slot.compiled:
             if list(key) not in self.stats["compiled_shapes"] + self.stats["reused_shapes"]:
                 self.stats["reused_shapes"].append(list(key))
@@ -167,7 +166,7 @@ class Engine:
         _raise_recompile_limit()
         sync(self.agent.device)
         t0 = time.perf_counter()
-        self._run(slot, [prompt], rows, self.cache_len, DecodeSettings(WARMUP_TOKENS, rows, engine="static"))
+        self._run(slot, [prompt], rows, length, DecodeSettings(WARMUP_TOKENS, rows, engine="static"))
         sync(self.agent.device)
         slot.compiled[key] = time.perf_counter() - t0
         self.stats["compile_s"] = round(self.stats["compile_s"] + slot.compiled[key], 3)
@@ -179,7 +178,7 @@ class Engine:
             return 0.0
         self.reserve(width, settings, rows=rows)
         before = self.stats["compile_s"]
-        self._warm(self._slot(), self.rows, [self.agent.tokenizer.eos_token_id] * 8)
+        self._warm(self._slot(), self.rows, self.cache_len, [self.agent.tokenizer.eos_token_id] * 8)
         return self.stats["compile_s"] - before
 
     @torch.no_grad()
