@@ -179,10 +179,11 @@ def evaluate(
     model: str = typer.Option("smollm2-135m", help=h(EvalConfig, "model")),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help=h(EvalConfig, "out")),
     max_new_tokens: int = typer.Option(64, help=h(EvalConfig, "max_new_tokens")),
-    batch_size: int = typer.Option(16, help=h(EvalConfig, "batch_size")),
+    batch_size: Optional[int] = typer.Option(None, help=h(EvalConfig, "batch_size")),
     latency_samples: int = typer.Option(10, help=h(EvalConfig, "latency_samples")),
     prompt_format: str = typer.Option("chat", help=h(EvalConfig, "prompt_format")),
     tags: bool = typer.Option(True, "--tags/--no-tags", help=h(EvalConfig, "tags")),
+    semantic: bool = typer.Option(True, "--semantic/--no-semantic", help=h(EvalConfig, "semantic")),
     device: str = typer.Option("auto", help=h(EvalConfig, "device")),
     nproc: int = typer.Option(1, help="Processes to shard generation over (one per GPU); predictions are gathered "
                                       "in order and scored once. [default: 1]"),
@@ -194,7 +195,7 @@ def evaluate(
 
     cfg = build(EvalConfig, run=run, baseline=baseline, data=data, split=split, limit=limit, model=model, out=out,
                 max_new_tokens=max_new_tokens, batch_size=batch_size, latency_samples=latency_samples,
-                prompt_format=prompt_format, tags=tags, device=device, force=force)
+                prompt_format=prompt_format, tags=tags, semantic=semantic, device=device, force=force)
     m = staged(lambda: run_eval(cfg), Path(cfg.run or cfg.out) / "eval" / "metrics.json", nproc, cfg.device,
                lambda: preflight(cfg))
     if m is None:
