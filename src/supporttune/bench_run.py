@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from .bench import ARCHS, build_base, fast_path, matmul_peak_flops, seed_path, step_batches, train_path
-from .bench_gen import bench_generation
+from .engine_bench import bench_generation
 from .config import BenchConfig
 from .io import write_json
 from .memory import free_memory

@@ -132,8 +132,8 @@ class Engine:
             length = self.cache_len if need <= self.cache_len else _round_up(need, CACHE_QUANTUM)
             static = self._use_static(slot, rows, length, settings, remaining_batches or 1)
             if static:
-                self._warm(slot, rows, length, prompts[0])
-            else:
+                static = self._try_warm(slot, rows, length, prompts[0], strict=settings.engine == "static")
+            if not static:
                 rows = len(prompts)  # a dynamic cache takes any shape
             path, t0 = ("static" if static else "eager-merged"), time.perf_counter()
             out = self._run(slot, prompts, rows, length if static else None, settings, on_token, should_stop)
@@ -161,16 +161,29 @@ class Engine:
                 self.stats["reused_shapes"].append(list(key))
             return
         if self.agent.device != "cuda":  # nothing to compile: transformers compiles on accelerators only
-            slot.compiled[key] = 0.0
             return
         _raise_recompile_limit()
         sync(self.agent.device)
         t0 = time.perf_counter()
-        self._run(slot, [prompt], rows, length, DecodeSettings(WARMUP_TOKENS, rows, engine="static"))
+        self._run(slot, [prompt] * rows, rows, length, DecodeSettings(WARMUP_TOKENS, rows, engine="static"),
+                  min_new_tokens=WARMUP_TOKENS)
         sync(self.agent.device)
         slot.compiled[key] = time.perf_counter() - t0
         self.stats["compile_s"] = round(self.stats["compile_s"] + slot.compiled[key], 3)
         self.stats["compiled_shapes"].append(list(key))
+
+    def _try_warm(self, slot: slots.Slot, rows: int, length: int, prompt: list[int], strict: bool) -> bool:
+        """Warm up; under ``auto`` a failed compile is recorded and the engine stays on eager-merged."""
+        if self.stats["fallback"] and not strict:
+            return False
+        try:
+            self._warm(slot, rows, length, prompt)
+            return True
+        except Exception as e:
+            if strict:
+                raise
+            self.stats["fallback"] = f"eager-merged: compiling failed ({type(e).__name__}: {str(e)[:200]})"
+            return False
 
     def warmup(self, rows: int, width: int, settings: DecodeSettings) -> float:
         """Compile the shape a server will use before it takes requests (no-op off the fast path); seconds."""
@@ -178,15 +191,17 @@ class Engine:
             return 0.0
         self.reserve(width, settings, rows=rows)
         before = self.stats["compile_s"]
-        self._warm(self._slot(), self.rows, self.cache_len, [self.agent.tokenizer.eos_token_id] * 8)
+        self._try_warm(self._slot(), self.rows, self.cache_len, [self.agent.tokenizer.eos_token_id] * 8,
+                       strict=settings.engine == "static")
         return self.stats["compile_s"] - before
 
     @torch.no_grad()
     def _run(self, slot: slots.Slot, prompts: list[list[int]], rows: int, cache_len: int | None,
-             settings: DecodeSettings, on_token=None, should_stop=None) -> torch.Tensor:
+             settings: DecodeSettings, on_token=None, should_stop=None, **extra) -> torch.Tensor:
         tok = self.agent.tokenizer
         ids, mask = pad_left(prompts, tok.pad_token_id, rows)
-        kwargs = {**sampling_kwargs(tok, settings), **row_hooks(len(prompts), tok.eos_token_id, on_token, should_stop, rows)}
+        kwargs = {**sampling_kwargs(tok, settings), **row_hooks(len(prompts), tok.eos_token_id, on_token, should_stop, rows),
+                  **extra}
         if cache_len:
             kwargs[CACHE_KWARG] = slot.cache(rows, cache_len)
             if self.agent.device == "cuda":
