@@ -68,7 +68,7 @@ def test_generation_error_is_500_and_server_keeps_serving(agent):
     def boom(*a, **k):
         raise RuntimeError("cuda fell over")
 
-    with Server(create_app(agent, ServeOptions(max_new_tokens=4))) as url:
+    with Server(create_app(agent, ServeOptions(max_new_tokens=4, batcher="window"))) as url:
         agent.model.generate = boom
         try:
             r = httpx.post(f"{url}/v1/reply", json={"message": "hello there"}, timeout=60)
@@ -96,7 +96,7 @@ def test_load_200_requests_16_clients_zero_failures(agent):
     """Dynamic batching under load; prints p50/p95 latency and throughput (loopback only, bounded)."""
     results = {}
     for batching in (True, False):
-        with Server(create_app(agent, ServeOptions(max_new_tokens=8, batching=batching, max_batch=16))) as url:
+        with Server(create_app(agent, ServeOptions(max_new_tokens=8, batching=batching, max_batch=16, batcher="window"))) as url:
             results[batching] = load(url, requests=200, clients=16, timeout=120, max_tokens=8)
             results[batching]["batches"] = httpx.get(f"{url}/health").json()["batches_served"]
         print(f"\nload test (tiny model, batching={'on' if batching else 'off'}): {results[batching]}")

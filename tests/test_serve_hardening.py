@@ -26,7 +26,7 @@ def agent(tiny_run):
 
 @pytest.fixture(scope="module")
 def url(agent):
-    with LocalServer(create_app(agent, ServeOptions(max_new_tokens=40, max_body_bytes=64 * 1024))) as u:
+    with LocalServer(create_app(agent, ServeOptions(max_new_tokens=40, max_body_bytes=64 * 1024, batcher="window"))) as u:
         yield u
 
 
@@ -132,7 +132,7 @@ def test_work_for_clients_that_went_away_is_dropped(tiny_run):
     """Six abandoned 300-token requests (0.03 s a step) must not delay the next request by their 9 s."""
     slow = load_agent(tiny_run, device="cpu")
     make_scripted(slow, SCRIPT * 30, delay_s=0.03)
-    with LocalServer(create_app(slow, ServeOptions(max_new_tokens=300))) as u:
+    with LocalServer(create_app(slow, ServeOptions(max_new_tokens=300, batcher="window"))) as u:
         def abandon(i):
             try:
                 httpx.post(f"{u}/v1/reply", json={"message": f"order {i}?", "max_tokens": 300}, timeout=0.5)

@@ -9,17 +9,22 @@ from supporttune.generate import load_agent
 from supporttune.loadtest import LocalServer
 from supporttune.serve import ServeOptions, create_app
 
+from scripted import SCRIPT, make_scripted
+
 MESSAGES = [{"role": "user", "content": "My parcel never arrived, where is it?"}]
 
 
 @pytest.fixture(scope="module")
 def agent(tiny_run):
-    return load_agent(tiny_run, device="cpu")
+    """The tiny model made to say SCRIPT (its random weights only say newlines)."""
+    a = load_agent(tiny_run, device="cpu")
+    make_scripted(a)
+    return a
 
 
 @pytest.fixture(scope="module")
 def url(agent):
-    with LocalServer(create_app(agent, ServeOptions(max_new_tokens=12))) as u:
+    with LocalServer(create_app(agent, ServeOptions(max_new_tokens=12, batcher="window"))) as u:
         yield u
 
 
@@ -31,7 +36,8 @@ def test_openai_client_streams_the_same_reply(url, agent):
     chunks = list(client.chat.completions.create(model="support", messages=MESSAGES, max_tokens=12, temperature=0,
                                                  stream=True, stream_options={"include_usage": True}))
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text == whole.choices[0].message.content  # pieces add up to the non-streamed reply
+    assert text == whole.choices[0].message.content and SCRIPT.startswith(text) and len(text) > 20
+    assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) > 5  # streamed in pieces
     assert chunks[0].choices[0].delta.role == "assistant"
     finals = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     assert finals == [whole.choices[0].finish_reason]
@@ -63,14 +69,20 @@ def test_stream_stops_at_a_stop_string_like_the_plain_reply(url):
 
 
 def test_continuous_batcher_answers_and_streams(agent):
-    """transformers' continuous-batching manager behind the same endpoints (CPU: small paged cache)."""
+    """The CPU default: transformers' continuous-batching manager for greedy requests, a window batcher for sampled ones.
+
+    The manager runs its own plain copy of the model, which the script does not reach: its replies
+    are the random tiny model's (newlines, stripped to ''); the check is that both ways agree.
+    """
     from openai import OpenAI
 
-    with LocalServer(create_app(agent, ServeOptions(max_new_tokens=8, batcher="continuous"))) as u:
+    with LocalServer(create_app(agent, ServeOptions(max_new_tokens=8))) as u:
+        assert httpx.get(f"{u}/health").json()["batcher"] == "SplitBatcher"
         client = OpenAI(base_url=f"{u}/v1", api_key="unused")
         whole = client.chat.completions.create(model="support", messages=MESSAGES, max_tokens=8)
         streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
             model="support", messages=MESSAGES, max_tokens=8, stream=True) if c.choices)
-        assert streamed == whole.choices[0].message.content
-        r = httpx.post(f"{u}/v1/chat/completions", json={"messages": MESSAGES, "temperature": 0.7}, timeout=60)
-        assert r.status_code == 400 and "greedily" in r.json()["error"]["message"]
+        assert streamed == whole.choices[0].message.content and whole.usage.completion_tokens == 8
+        sampled = httpx.post(f"{u}/v1/chat/completions", json={"messages": MESSAGES, "temperature": 0.7}, timeout=60)
+        content = sampled.json()["choices"][0]["message"]["content"]
+        assert sampled.status_code == 200 and SCRIPT.startswith(content) and len(content) > 10  # the window path

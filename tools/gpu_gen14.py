@@ -112,8 +112,11 @@ def train_all():
     from supporttune.train import train
 
     out = {}
+    only = set(filter(None, os.environ.get("GEN14_TRAIN", "").split(",")))  # a serve-only call trains lora alone
     for name, extra in (("lora", {"r": 8, "alpha": 32}), ("prompt-tuning", {"virtual_tokens": 10, "prompt_init": "random"}),
                         ("qlora", {"r": 8, "alpha": 32})):
+        if only and name not in only:
+            continue
         t = time.time()
         s = train(TrainConfig(model=str(MODEL), data=DATA, out=RUNS / name, method=name, max_steps=6, batch_size=16,
                               grad_accum=1, device=DEVICE, max_val_samples=16, logging_steps=3, save_steps=100, **extra))

@@ -286,8 +286,9 @@ def serve(
     max_wait_ms: float = typer.Option(10.0, min=0, help="How long a request waits for others to batch with."),
     max_new_tokens: int = typer.Option(64, min=1, help="Default reply budget (requests may ask for less or more)."),
     no_batching: bool = typer.Option(False, "--no-batching", help="Answer requests one at a time."),
-    batcher: str = typer.Option("window", help="window: queue requests for --max-wait-ms, one engine call per batch; "
-                                               "continuous: transformers' continuous batching (greedy only)."),
+    batcher: str = typer.Option("auto", help="window: queue requests for --max-wait-ms, one engine call per batch; "
+                                             "continuous: transformers' continuous batching for greedy requests; "
+                                             "auto: continuous on a CPU, window on a GPU."),
     device: str = typer.Option("auto", help="cpu, cuda or auto."),
 ):
     """Serve the agent over HTTP: /v1/reply, OpenAI-compatible /v1/chat/completions (streaming too), /v1/models, /health."""
@@ -295,8 +296,8 @@ def serve(
     from .serve import ServeOptions
     from .serve import serve as run_server
 
-    if batcher not in ("window", "continuous"):
-        raise UserError(f"--batcher must be window or continuous (got '{batcher}')")
+    if batcher not in ("auto", "window", "continuous"):
+        raise UserError(f"--batcher must be auto, window or continuous (got '{batcher}')")
     agent = load_agent(run, device=device)
     run_server(agent, host, port, ServeOptions(api_key=api_key, max_batch=max_batch, max_wait_ms=max_wait_ms,
                                                max_new_tokens=max_new_tokens, batching=not no_batching, batcher=batcher))

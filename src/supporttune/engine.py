@@ -21,8 +21,11 @@ variant of the same base reuses every compiled shape.
 
 When to compile (``auto``): a new shape is compiled only when the eager time of the batches still
 to run (per decode step, as measured on the eager batches already run) exceeds the compile cost
-plus their compiled time. COMPILE_S and STATIC_STEP_S are the H100 figures of docs/BENCHMARKS.md;
-a compile measured in this process replaces COMPILE_S.
+plus their compiled time. The compile cost is the H100's cold figure, or its warm one where this
+machine compiled the shape before (recorded under $SUPPORTTUNE_HOME/engine, next to inductor's
+compile cache). So a first small evaluation stays on eager-merged, large sets compile, and once a shape
+has been compiled on a machine (by a server's warm-up, a bench, ``SUPPORTTUNE_ENGINE=static``) later
+evaluations compile it from the cache.
 """
 
 from __future__ import annotations
@@ -38,9 +41,11 @@ from .generate import (DecodeSettings, Generated, eager_generate, finish, pad_le
                        sampling_kwargs)
 from .memory import sync
 
-COMPILE_S = 40.0  # first compile + capture of one decode shape (H100, SmolLM2-135M architecture)
-STATIC_STEP_S = 0.005  # compiled decode step at batch 64-256 (same run)
-EAGER_STEP_S = 0.02  # eager decode step of the merged model until one is measured here
+# H100 figures (SmolLM2-135M architecture, docs/BENCHMARKS.md), used until this machine has measured its own
+COMPILE_COLD_S = 30.0  # first compile + capture of a decode shape (30.4 s at 160 rows, 22.1 s at 1 row)
+COMPILE_WARM_S = 6.5  # the same shape in a later process: inductor's on-disk cache is warm (12.8 s for both)
+STATIC_STEP_S = 0.006  # compiled decode step at 160 rows (0.40 s per 64-token batch; 1.9 ms at 1 row)
+EAGER_STEP_S = 0.025  # eager decode step of the merged model (23 ms per token at 1 row)
 CACHE_QUANTUM = 128
 ROW_QUANTUM = 8
 WARMUP_TOKENS = 5  # decode steps of a warm-up call: compile, then CUDA-graph record, then replay
@@ -149,7 +154,7 @@ class Engine:
         if settings.engine == "static" or (rows, length) in slot.compiled:
             return True
         measured = slot.eager_step_s.get(rows) or next(iter(slot.eager_step_s.values()), None)
-        compile_s = (sum(slot.compiled.values()) / len(slot.compiled)) if slot.compiled else COMPILE_S
+        compile_s = COMPILE_WARM_S if _compiled_before(slot, rows, length) else COMPILE_COLD_S
         steps = batches * settings.max_new_tokens
         return steps * (measured or EAGER_STEP_S) > compile_s + steps * STATIC_STEP_S
 
@@ -162,13 +167,14 @@ class Engine:
             return
         if self.agent.device != "cuda":  # nothing to compile: transformers compiles on accelerators only
             return
-        _raise_recompile_limit()
+        _prepare_compile()
         sync(self.agent.device)
         t0 = time.perf_counter()
         self._run(slot, [prompt] * rows, rows, length, DecodeSettings(WARMUP_TOKENS, rows, engine="static"),
                   min_new_tokens=WARMUP_TOKENS)
         sync(self.agent.device)
         slot.compiled[key] = time.perf_counter() - t0
+        _record_compile(slot, rows, length, slot.compiled[key])
         self.stats["compile_s"] = round(self.stats["compile_s"] + slot.compiled[key], 3)
         self.stats["compiled_shapes"].append(list(key))
 
@@ -221,10 +227,53 @@ class Engine:
                 "device": self.agent.device}
 
 
-def _raise_recompile_limit() -> None:
-    """A few shapes per model and several variants per suite: more than dynamo's default of 8 graphs."""
+def _prepare_compile() -> None:
+    """Room for a few shapes x several variants (dynamo keeps 8 graphs by default), and a compile cache
+    that lives next to the record of what was compiled, so "compiled before" means "cached on disk"."""
+    import os
+
     import torch._dynamo
 
+    from .models import home
+
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(home() / "inductor"))
     for name in ("recompile_limit", "cache_size_limit"):
         if hasattr(torch._dynamo.config, name):
             setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), 64))
+
+
+def _shape_key(slot: slots.Slot, rows: int, length: int) -> str:
+    import hashlib
+
+    arch = slot.model.config.to_json_string() + str(slot.model.dtype) + torch.__version__
+    return f"{hashlib.sha256(arch.encode()).hexdigest()[:16]}/{rows}x{length}"
+
+
+def _record_path():
+    from .models import home
+
+    return home() / "engine" / "compiled.json"
+
+
+def _compiled_before(slot: slots.Slot, rows: int, length: int) -> bool:
+    """Whether this machine compiled this shape in an earlier process (so the compile cache is warm)."""
+    import json
+
+    path = _record_path()
+    try:
+        return _shape_key(slot, rows, length) in json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+
+
+def _record_compile(slot: slots.Slot, rows: int, length: int, seconds: float) -> None:
+    import json
+
+    path = _record_path()
+    try:
+        record = json.loads(path.read_text()) if path.is_file() else {}
+        record[_shape_key(slot, rows, length)] = round(seconds, 2)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=1))
+    except (OSError, ValueError):
+        pass  # a read-only home only costs the estimate

@@ -226,12 +226,12 @@ def batch1_latencies(agent: Agent, examples: list[dict], settings: DecodeSetting
     engine = engine_for(agent)
     prompts = [agent.prompt_ids(ex) for ex in examples[:n]]
     engine.reserve(max(len(p) for p in prompts), one, batches=n + 1, rows=1)
-    engine.generate(prompts[:1], one)
+    engine.generate(prompts[:1], one, remaining_batches=len(prompts) + 1)
     times = []
-    for p in prompts:
+    for j, p in enumerate(prompts):
         sync(agent.device)
         t0 = time.perf_counter()
-        engine.generate([p], one)
+        engine.generate([p], one, remaining_batches=len(prompts) - j)
         sync(agent.device)
         times.append(time.perf_counter() - t0)
     return times

@@ -23,7 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .batcher import ContinuousBatcher, Job, WindowBatcher
+from .batcher import Job, WindowBatcher, make_batcher
 from .generate import Agent, DecodeSettings
 from .respond import Reply, ReplyText, context_limit, prompt_for
 from .serve_api import ChatRequest, Guard, ReplyRequest, ReplyResponse, chunk, error, error_body, json_error_message
@@ -37,17 +37,14 @@ class ServeOptions:
     max_new_tokens: int = 64
     max_body_bytes: int = 64 * 1024
     batching: bool = True
-    batcher: str = "window"  # window | continuous (see batcher.py)
+    batcher: str = "auto"  # auto | window | continuous (see batcher.py)
     warmup_prompt_tokens: int = 320  # the compiled cache fits prompts this long (+ max_new_tokens); longer ones run eagerly
 
 
 def create_app(agent: Agent, opts: ServeOptions | None = None) -> FastAPI:
     opts = opts or ServeOptions()
     max_batch = opts.max_batch if opts.batching else 1
-    if opts.batcher == "continuous":
-        batcher = ContinuousBatcher(agent, max_batch, opts.max_new_tokens)
-    else:
-        batcher = WindowBatcher(agent, max_batch, opts.max_wait_ms)
+    batcher = make_batcher(agent, opts.batcher, max_batch, opts.max_wait_ms, opts.max_new_tokens)
     limit = context_limit(agent)
     state = {"warmup_s": 0.0, "cancelled": 0}
 
@@ -119,7 +116,7 @@ def create_app(agent: Agent, opts: ServeOptions | None = None) -> FastAPI:
     @app.get("/health")
     async def health():
         return {"status": "ok", "model": agent.name, "method": agent.method, "device": agent.device,
-                "batcher": opts.batcher, "batching": opts.batching, "max_batch": max_batch,
+                "batcher": type(batcher).__name__, "batching": opts.batching, "max_batch": max_batch,
                 "batches_served": len(batcher.batches), "warmup_s": state["warmup_s"],
                 "cancelled_requests": state["cancelled"], "skipped_jobs": batcher.skipped}
 
