@@ -1,6 +1,8 @@
 """`supporttune bench --device cpu --quick`: the harness runs, measures both paths, and they agree."""
 
 import json
+import sys
+import types
 
 import pytest
 
@@ -43,8 +45,65 @@ def test_bench_scaling_runs_real_launches_on_cpu(tmp_path, tiny_model_dir):
     assert points[1]["efficiency"] == 1.0 and points[2]["steady_tokens_per_s"] > 0
     # same data, same weights, same global batch: the same training whatever the process count
     assert abs(points[1]["final_train_loss"] - points[2]["final_train_loss"]) < 1e-3
+    assert len(points[2]["loss_curve"]) == 3 and points[2]["max_loss_diff_vs_1"] < 1e-3  # logged every 2 of 6 steps
 
 
 def test_bench_scaling_rejects_bad_counts():
     res = CliRunner().invoke(app, ["bench", "--scaling", "2,4", "--device", "cpu"])
     assert res.exit_code != 0 and "starting at 1" in str(res.exception)
+
+
+def test_scaling_config_parses_and_checks_process_counts():
+    from supporttune.config import ScalingConfig
+
+    quick = ScalingConfig(processes="1,2", quick=True, steps=3)
+    assert quick.processes == [1, 2] and quick.model == "tiny-arch" and quick.steps == 3 and quick.batch_size == 4
+    assert ScalingConfig(processes=[1, 4]).methods == ["lora", "qlora"]
+    for bad, message in [("1,x", "comma-separated"), ("1,1", "increasing"), ("1,4,2", "increasing")]:
+        with pytest.raises(ValueError, match=message):
+            ScalingConfig(processes=bad)
+    with pytest.raises(ValueError, match="architecture name"):
+        ScalingConfig(processes="1", model="smollm2-135m")
+
+
+def test_bench_pads_with_the_production_collator_to_each_paths_width():
+    from supporttune.bench.train_paths import collate, fast_path, seed_path
+
+    items = [{"input_ids": [5] * 20, "labels": [-100] * 10 + [5] * 10}, {"input_ids": [7] * 3, "labels": [7] * 3}]
+    fast, seed = collate(items, fast_path("cpu")), collate(items, seed_path("cpu"))
+    assert fast["input_ids"].shape == (2, 32) and seed["input_ids"].shape == (2, 512)  # longest rounded up to 16 / fixed
+    assert fast["attention_mask"].sum() == 23 and (fast["labels"][1, 3:] == -100).all()
+
+
+def test_liger_is_applied_to_one_model_and_undone(monkeypatch):
+    """Liger swaps module-level Llama names; the bench puts them back so the next path runs stock code."""
+    from transformers.models.llama import modeling_llama
+
+    from supporttune.bench.train_paths import liger_kernels
+
+    def apply(model=None, **kw):
+        modeling_llama.apply_rotary_pos_emb, modeling_llama.LlamaRMSNorm, modeling_llama.LlamaMLP = "rope", "norm", "mlp"
+        model.patched = True
+
+    fake = types.ModuleType("liger_kernel.transformers")
+    fake.apply_liger_kernel_to_llama = apply
+    monkeypatch.setitem(sys.modules, "liger_kernel", types.ModuleType("liger_kernel"))
+    monkeypatch.setitem(sys.modules, "liger_kernel.transformers", fake)
+    stock = (modeling_llama.apply_rotary_pos_emb, modeling_llama.LlamaRMSNorm, modeling_llama.LlamaMLP)
+    model = types.SimpleNamespace()
+    with liger_kernels(model, enabled=True):
+        assert model.patched and modeling_llama.LlamaMLP == "mlp"
+    assert (modeling_llama.apply_rotary_pos_emb, modeling_llama.LlamaRMSNorm, modeling_llama.LlamaMLP) == stock
+
+
+def test_folded_tokenizer_keeps_every_id_inside_the_random_models_vocabulary(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from supporttune.bench.data import SPEC, FoldedTokenizer
+    from supporttune.prompts import encode_example
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    row = {"input": "My parcel never arrived and I want a refund!!", "output": "Sorry to hear that, DM us."}
+    plain, folded = encode_example(tok, row, SPEC, 512), encode_example(FoldedTokenizer(tok, 1000), row, SPEC, 512)
+    assert max(plain["input_ids"]) >= 1000 and folded["input_ids"] == [t % 1000 for t in plain["input_ids"]]
+    assert folded["labels"] == [t if t < 0 else t % 1000 for t in plain["labels"]]

@@ -249,7 +249,7 @@ def test_bad_nproc_requests_fail_before_launching(tiny_train_cfg, tmp_path, cli)
                                    "over 2 processes; make it a multiple of 2")
     assert not cfg.out.exists()
     done = cli(*_train_args(cfg, tmp_path), "--nproc", 0)
-    assert done.returncode == 2 and done.stderr.strip() == "supporttune: error: --nproc must be at least 1 (got 0)"
+    assert done.returncode == 2 and done.stderr.strip() == "supporttune: error: invalid nproc: Input should be greater than or equal to 1"
     done = cli(*_train_args(tiny_train_cfg(out=tmp_path / "q", method="qlora"), tmp_path), "--fsdp", "--nproc", 2)
     assert done.returncode == 2 and "fsdp is not supported with qlora" in done.stderr
     for extra in ([], ["--nproc", 2]):  # accelerate runs FSDP on accelerators only (tested on the GPU)

@@ -47,3 +47,16 @@ def test_generation_is_greedy_decoding_of_the_training_forward(tiny_runs, builti
             logits = agent.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, -ids.shape[1]:]
         expected = logits[len(prompt) - 1:-1].argmax(-1).tolist() if new else []
         assert new == expected[: len(new)]
+
+
+def test_shards_are_whole_batches_of_the_unsharded_call(tiny_run, builtin_data):
+    """`evaluate --nproc N` deals whole batches to the ranks: each batch is padded as one process pads it,
+    so in bf16 on a GPU the replies cannot depend on N (sharding examples would change the batches)."""
+    agent = load_agent(tiny_run, device="cpu")
+    examples = read_jsonl(builtin_data / "test.jsonl")[:7]
+    settings = DecodeSettings(max_new_tokens=4, batch_size=2)
+    full = generate_replies(agent, examples, settings, progress=None)
+    parts = [generate_replies(agent, examples, settings, progress=None, shard=(r, 2)) for r in range(2)]
+    mine = [{i for i, g in enumerate(p) if g is not None} for p in parts]
+    assert mine[0].isdisjoint(mine[1]) and mine[0] | mine[1] == set(range(7)) and len(mine[0]) == 4  # batches 0 and 2 of 4
+    assert all((p[i] or full[i]).text == full[i].text for p in parts for i in range(7))

@@ -86,3 +86,11 @@ def test_paired_tests():
     assert noisy["p_value"] > 0.5  # a difference that averages to ~0 is not significant
     s = CorpusStats([PRED] * 10, [REF] * 10)
     assert paired_corpus_bootstrap(s, s, "bleu")["p_value"] == 1.0
+
+
+def test_holm_adjustment_by_hand():
+    from supporttune.stats import holm
+
+    # sorted p: .01 x3 = .03, .02 x2 = .04, .04 x1 = .04 (monotone), back in the given order
+    assert holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0]) and holm([]) == []

@@ -36,11 +36,11 @@ def calls(monkeypatch):
 
     def respond(agent, items, max_new_tokens, temperature=0.0):
         with lock:
-            seen.append(([m for m, _ in items], max_new_tokens, temperature))
-        if any(m == "boom" for m, _ in items):
+            seen.append(([m for m, *_ in items], max_new_tokens, temperature))
+        if any(m == "boom" for m, *_ in items):
             raise RuntimeError("cuda fell over")
         return [Reply(" ".join(f"{m}-{i}" for i in range(max_new_tokens)), "neutral", "low", "other", 10, max_new_tokens,
-                      "length") for m, _ in items]
+                      "length") for m, *_ in items]
 
     monkeypatch.setattr(serve, "respond_batch", respond)
     return seen

@@ -37,15 +37,16 @@ def test_bad_suites_fail_on_load(variants, msg):
 
 CONFIG_DIR = Path(str(resources.files("supporttune") / "configs"))
 SHIPPED = sorted(CONFIG_DIR.glob("*.yaml"))
+SEARCH_SPACES = {"tune"}  # `supporttune tune` configs, validated in test_tune.py; every other file is a suite
 
 
 def test_the_shipped_configs_are_found():
-    assert {p.stem for p in SHIPPED} >= {"default", "quick", "seed-recipe", "ablations"}
+    assert {p.stem for p in SHIPPED} >= {"default", "quick", "seed-recipe", "ablations", "rag-ablation", "tune"}
     assert {preset_path(p).resolve() for p in PRESETS} <= {p.resolve() for p in SHIPPED}  # every preset is shipped
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
-def test_every_shipped_config_validates_and_says_how_to_run_it(path):
+@pytest.mark.parametrize("path", [p for p in SHIPPED if p.stem not in SEARCH_SPACES], ids=lambda p: p.stem)
+def test_every_shipped_suite_config_validates_and_says_how_to_run_it(path):
     cfg = load_suite(path)
     variants = cfg.expanded()
     assert variants and len({v["name"] for v in variants}) == len(variants)
@@ -61,9 +62,10 @@ def test_every_shipped_config_validates_and_says_how_to_run_it(path):
     assert any(f"--preset {preset}" in line or f"configs/{path.name}" in line for line in runs), runs
 
 
-def test_quick_preset_runs_the_four_seed_variants_and_all_baselines():
+def test_quick_preset_runs_seed_variants_a_retrieval_variant_and_all_baselines():
     cfg = load_suite(preset_path("quick"))
-    assert [v["name"] for v in cfg.expanded()] == ["qlora-r8", "qlora-r4", "prompt-tuning-20", "prompt-tuning-10"]
+    assert [v["name"] for v in cfg.expanded()] == ["qlora-r8", "qlora-r4", "prompt-tuning-10", "lora-k2"]
+    assert cfg.expanded()[-1]["retrieve"] == 2
     assert set(cfg.baselines) == {"zero-shot", "few-shot", "retrieval", "constant"}
 
 

@@ -9,10 +9,12 @@ export OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 python3 - <<'PY'
 from pathlib import Path
-from supporttune.bench_scale import scaling_model
+import torch
+from supporttune.bench.archs import ARCHS, random_checkpoint
+from supporttune.bench.data import bench_tokenizer
 from supporttune.config import PrepareConfig
 from supporttune.data.prepare import prepare
-scaling_model("tinyllama-arch", Path("/tmp/tl"), ".dev/tok")
+random_checkpoint(ARCHS["tinyllama-arch"], dtype=torch.bfloat16, tokenizer=bench_tokenizer(".dev/tok"), out=Path("/tmp/tl"))
 prepare(PrepareConfig(input="builtin", out=Path("/tmp/d"), force=True))
 PY
 T="python3 -m supporttune train --model /tmp/tl --data /tmp/d --max-steps 30 --batch-size 16 --grad-accum 1 --dropout 0 --force"

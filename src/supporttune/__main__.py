@@ -1,3 +1,5 @@
-from .cli import main
+"""`python -m supporttune`: the same entry point as the `supporttune` console script."""
+
+from .entry import main
 
 main()

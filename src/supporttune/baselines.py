@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-BASELINES = ("zero-shot", "few-shot", "retrieval", "constant")
-
 
 class Retriever:
     """TF-IDF nearest neighbours over training inputs, restricted to the same brand when possible."""

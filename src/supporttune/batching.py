@@ -27,9 +27,18 @@ def load_split(data_dir: Path, split: str, required: bool = True) -> list[dict]:
 
 
 class EncodedDataset(torch.utils.data.Dataset):
-    """Examples tokenized with THE prompt builder; pairs longer than ``max_length`` are skipped."""
+    """Examples tokenized with THE prompt builder; pairs longer than ``max_length`` are skipped.
 
-    def __init__(self, rows: list[dict], tokenizer, spec: PromptSpec, max_length: int):
+    With an exemplar ``index`` each row first gets its ``spec.retrieve`` nearest past exchanges
+    (never from its own thread); ``distract_share`` of them (training only, RAFT-style) get random
+    exchanges of other threads instead, so the model learns to ignore a bad neighbour.
+    """
+
+    def __init__(self, rows: list[dict], tokenizer, spec: PromptSpec, max_length: int, index=None,
+                 distract_share: float = 0.0, seed: int = 0):
+        from .retrieval import attach_exemplars
+
+        rows = attach_exemplars(rows, index, spec.retrieve, distract_share, seed)
         self.items = []
         self.skipped = 0
         for row in rows:
@@ -44,10 +53,6 @@ class EncodedDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         return self.items[i]
-
-    @property
-    def total_tokens(self) -> int:
-        return sum(len(x["input_ids"]) for x in self.items)
 
 
 class PadCollator:

@@ -1,6 +1,9 @@
 """The `supporttune` command: a thin layer that builds a typed config and calls one stage function.
 
-Help texts come from the config fields, so `--help` and the code cannot drift apart.
+Every option is generated from a config field (cliopts.py), so the flags, their help and their
+defaults cannot drift from the code. Output locations are checked before any work. The console
+script is ``supporttune.entry:main``, which turns errors into one line; this module only defines
+the commands.
 """
 
 from __future__ import annotations
@@ -10,12 +13,15 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from pydantic import ValidationError
 
-from .config import BenchConfig, EvalConfig, PrepareConfig, TrainConfig, validation_message
+from .cliopts import App, build, options
+from .cmdconfig import (ChatConfig, ExportConfig, LaunchConfig, RateConfig, ReportConfig, RunConfig, ServeConfig,
+                        TuneRunConfig)
+from .config import BenchConfig, EvalConfig, PrepareConfig, TrainConfig
 from .errors import UserError
+from .io import check_out_dir
 
-app = typer.Typer(
+app = App(
     name="supporttune",
     help="Fine-tune small open LLMs into customer-support reply agents, and prove which variant to ship.\n\n"
          "Typical flow: prepare -> train -> evaluate -> report, or all of it with `supporttune run`.",
@@ -25,63 +31,32 @@ app = typer.Typer(
 )
 
 
-@app.callback()
-def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
-    if version:
+def _version(value: bool) -> None:
+    if value:
         from . import __version__
 
         typer.echo(__version__)
         raise typer.Exit()
 
 
-def h(config: type, field: str) -> str:
-    """Help text of a config field (its description plus default)."""
-    info = config.model_fields[field]
-    default = info.default
-    return f"{info.description} [default: {default}]" if default not in (None, False) else str(info.description)
-
-
-def build(config: type, **values):
-    """Construct a config from CLI values (None = not given), turning validation errors into one line."""
-    given = {k: v for k, v in values.items() if v is not None}
-    try:
-        return config(**given)
-    except ValidationError as e:
-        raise UserError(validation_message(e)) from None
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", metavar="", is_eager=True, callback=_version,
+                                       help="Print the version and exit.")) -> None:
+    """Runs before every command (nothing to do: --version is handled as it is parsed)."""
 
 
 @app.command()
-def prepare(
-    input: str = typer.Option("builtin", "--input", "-i", help=h(PrepareConfig, "input")),
-    format: str = typer.Option("auto", "--format", "-f", help=h(PrepareConfig, "format")),
-    out: Path = typer.Option(..., "--out", "-o", help=h(PrepareConfig, "out")),
-    max_pairs: Optional[int] = typer.Option(None, help=h(PrepareConfig, "max_pairs")),
-    val_frac: float = typer.Option(0.1, help=h(PrepareConfig, "val_frac")),
-    test_frac: float = typer.Option(0.1, help=h(PrepareConfig, "test_frac")),
-    seed: int = typer.Option(42, help=h(PrepareConfig, "seed")),
-    sentiment: str = typer.Option("vader", help=h(PrepareConfig, "sentiment")),
-    input_col: str = typer.Option("input", help=h(PrepareConfig, "input_col")),
-    output_col: str = typer.Option("output", help=h(PrepareConfig, "output_col")),
-    brand_col: str = typer.Option("brand", help=h(PrepareConfig, "brand_col")),
-    force: bool = typer.Option(False, "--force", help=h(PrepareConfig, "force")),
-):
+@options(PrepareConfig, required=("out",))
+def prepare(cfg: PrepareConfig):
     """Clean, redact, tag and split support logs into train/val/test JSONL files."""
     from .data.prepare import prepare as run_prepare
 
-    cfg = build(PrepareConfig, input=input, format=format, out=out, max_pairs=max_pairs, val_frac=val_frac,
-                test_frac=test_frac, seed=seed, sentiment=sentiment, input_col=input_col, output_col=output_col,
-                brand_col=brand_col, force=force)
     report = run_prepare(cfg)
     s = report["splits"]
     typer.echo(f"kept {report['pairs_kept']} pairs ({report['dropped_total']} dropped) -> "
                f"train {s['train']['pairs']}, val {s['val']['pairs']}, test {s['test']['pairs']} "
                f"in {report['seconds']}s")
-    typer.echo(f"wrote {cfg.out}/{{train,val,test}}.jsonl and {cfg.out}/prepare_report.json")
-
-
-NPROC_HELP = ("Processes to spread the work over (one per GPU; on CPU, gloo processes). Launched through torch's "
-              "elastic launcher (torchrun); training uses DDP (or FSDP with --fsdp), the global batch stays "
-              "batch_size x grad_accum. [default: 1]")
+    typer.echo(f"wrote train.jsonl, val.jsonl, test.jsonl and prepare_report.json to {cfg.out}")
 
 
 def staged(stage, result: Path, nproc: int, device: str, preflight, launch_one: bool = False) -> dict | None:
@@ -107,95 +82,43 @@ def staged(stage, result: Path, nproc: int, device: str, preflight, launch_one: 
     return read_json(result)
 
 
-def load_yaml(path: Optional[Path]) -> dict:
-    from .io import read_yaml_mapping
-
-    return read_yaml_mapping(path) if path is not None else {}
+def _num(x, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
 
 
 @app.command()
-def train(
-    data: Optional[Path] = typer.Option(None, "--data", "-d", help=h(TrainConfig, "data")),
-    method: Optional[str] = typer.Option(None, "--method", "-m", help=h(TrainConfig, "method")),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help=h(TrainConfig, "out")),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of train fields; flags override it."),
-    model: Optional[str] = typer.Option(None, help=h(TrainConfig, "model")),
-    name: Optional[str] = typer.Option(None, help=h(TrainConfig, "name")),
-    r: Optional[int] = typer.Option(None, help=h(TrainConfig, "r")),
-    alpha: Optional[int] = typer.Option(None, help=h(TrainConfig, "alpha")),
-    dropout: Optional[float] = typer.Option(None, help=h(TrainConfig, "dropout")),
-    targets: Optional[str] = typer.Option(None, help=h(TrainConfig, "targets")),
-    virtual_tokens: Optional[int] = typer.Option(None, help=h(TrainConfig, "virtual_tokens")),
-    prompt_init: Optional[str] = typer.Option(None, help=h(TrainConfig, "prompt_init")),
-    init_text: Optional[str] = typer.Option(None, help=h(TrainConfig, "init_text")),
-    epochs: Optional[float] = typer.Option(None, help=h(TrainConfig, "epochs")),
-    max_steps: Optional[int] = typer.Option(None, help=h(TrainConfig, "max_steps")),
-    lr: Optional[float] = typer.Option(None, help=h(TrainConfig, "lr")),
-    batch_size: Optional[int] = typer.Option(None, help=h(TrainConfig, "batch_size")),
-    grad_accum: Optional[int] = typer.Option(None, help=h(TrainConfig, "grad_accum")),
-    max_length: Optional[int] = typer.Option(None, help=h(TrainConfig, "max_length")),
-    prompt_format: Optional[str] = typer.Option(None, help=h(TrainConfig, "prompt_format")),
-    tags: Optional[bool] = typer.Option(None, "--tags/--no-tags", help=h(TrainConfig, "tags")),
-    precision: Optional[str] = typer.Option(None, help=h(TrainConfig, "precision")),
-    gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing",
-                                                          help=h(TrainConfig, "gradient_checkpointing")),
-    max_train_samples: Optional[int] = typer.Option(None, help=h(TrainConfig, "max_train_samples")),
-    seed: Optional[int] = typer.Option(None, help=h(TrainConfig, "seed")),
-    device: Optional[str] = typer.Option(None, help=h(TrainConfig, "device")),
-    nproc: int = typer.Option(1, help=NPROC_HELP),
-    fsdp: Optional[bool] = typer.Option(None, "--fsdp/--ddp", help=h(TrainConfig, "fsdp")),
-    resume: bool = typer.Option(False, "--resume", help=h(TrainConfig, "resume")),
-    force: bool = typer.Option(False, "--force", help=h(TrainConfig, "force")),
-):
-    """Train one PEFT adapter (qlora, lora, dora, ia3, prompt-tuning, prefix-tuning) on a base model."""
+@options(TrainConfig, LaunchConfig, yaml=True,
+         flags={"fsdp": "--fsdp/--ddp", "gradient_checkpointing": "--gradient-checkpointing/--no-gradient-checkpointing"})
+def train(cfg: TrainConfig, launch: LaunchConfig):
+    """Train one PEFT adapter (qlora, lora, dora, ia3, prompt-tuning, prefix-tuning) on a base model.
+
+    Ctrl-C stops after the current step and saves a checkpoint; `--resume` continues from it.
+    """
+    check_out_dir(cfg.out)  # before the heavy imports: a wrong --out fails at once
     from .train import preflight
     from .train import train as run_train
 
-    flags = dict(data=data, method=method, out=out, model=model, name=name, r=r, alpha=alpha, dropout=dropout,
-                 targets=targets, virtual_tokens=virtual_tokens, prompt_init=prompt_init, init_text=init_text,
-                 epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
-                 max_length=max_length, prompt_format=prompt_format, tags=tags, precision=precision,
-                 gradient_checkpointing=gradient_checkpointing, max_train_samples=max_train_samples, seed=seed,
-                 device=device, fsdp=fsdp, resume=resume or None, force=force or None)
-    cfg = build(TrainConfig, **{**load_yaml(config), **{k: v for k, v in flags.items() if v is not None}})
-    summary = staged(lambda: run_train(cfg), cfg.out / "train_summary.json", nproc, cfg.device,
-                     lambda: preflight(cfg, nproc), launch_one=cfg.fsdp)
+    summary = staged(lambda: run_train(cfg), cfg.out / "train_summary.json", launch.nproc, cfg.device,
+                     lambda: preflight(cfg, launch.nproc), launch_one=cfg.fsdp)
     if summary is None:
         return
     typer.echo(f"{cfg.variant}: {summary['steps']} steps in {summary['wall_time_s']}s, "
-               f"train loss {summary['first_train_loss']} -> {summary['final_train_loss']}, "
-               f"val loss {summary['final_val_loss']}, {summary['tokens_per_s']} tokens/s, "
+               f"train loss {_num(summary['first_train_loss'])} -> {_num(summary['final_train_loss'])}, "
+               f"val loss {_num(summary['final_val_loss'])}, {summary['tokens_per_s']} tokens/s, "
                f"trainable {summary['trainable_params']:,} ({summary['trainable_pct']}%)")
     typer.echo(f"wrote adapter, config.yaml, loss.jsonl and train_summary.json to {cfg.out}")
 
 
 @app.command()
-def evaluate(
-    run: Optional[Path] = typer.Option(None, "--run", "-r", help=h(EvalConfig, "run")),
-    baseline: Optional[str] = typer.Option(None, "--baseline", "-b", help=h(EvalConfig, "baseline")),
-    data: Path = typer.Option(..., "--data", "-d", help=h(EvalConfig, "data")),
-    split: str = typer.Option("test", help=h(EvalConfig, "split")),
-    limit: Optional[int] = typer.Option(None, help=h(EvalConfig, "limit")),
-    model: str = typer.Option("smollm2-135m", help=h(EvalConfig, "model")),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help=h(EvalConfig, "out")),
-    max_new_tokens: int = typer.Option(64, help=h(EvalConfig, "max_new_tokens")),
-    batch_size: int = typer.Option(16, help=h(EvalConfig, "batch_size")),
-    latency_samples: int = typer.Option(10, help=h(EvalConfig, "latency_samples")),
-    prompt_format: str = typer.Option("chat", help=h(EvalConfig, "prompt_format")),
-    tags: bool = typer.Option(True, "--tags/--no-tags", help=h(EvalConfig, "tags")),
-    device: str = typer.Option("auto", help=h(EvalConfig, "device")),
-    nproc: int = typer.Option(1, help="Processes to shard generation over (one per GPU); predictions are gathered "
-                                      "in order and scored once. [default: 1]"),
-    force: bool = typer.Option(False, "--force", help=h(EvalConfig, "force")),
-):
+@options(EvalConfig, LaunchConfig, required=("data",))
+def evaluate(cfg: EvalConfig, launch: LaunchConfig):
     """Generate replies for held-out messages and score them (a run, or a baseline)."""
+    if cfg.baseline:
+        check_out_dir(cfg.out)  # before the heavy imports (a run's folder is checked once it reads as a run)
     from .evaluate import evaluate as run_eval
     from .evaluate import preflight
 
-    cfg = build(EvalConfig, run=run, baseline=baseline, data=data, split=split, limit=limit, model=model, out=out,
-                max_new_tokens=max_new_tokens, batch_size=batch_size, latency_samples=latency_samples,
-                prompt_format=prompt_format, tags=tags, device=device, force=force)
-    m = staged(lambda: run_eval(cfg), Path(cfg.run or cfg.out) / "eval" / "metrics.json", nproc, cfg.device,
+    m = staged(lambda: run_eval(cfg), Path(cfg.run or cfg.out) / "eval" / "metrics.json", launch.nproc, cfg.device,
                lambda: preflight(cfg))
     if m is None:
         return
@@ -206,47 +129,50 @@ def evaluate(
 
 
 @app.command("run")
-def run_cmd(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Suite YAML (see src/supporttune/configs/)."),
-    preset: Optional[str] = typer.Option(None, help="quick (embedded demo), full (seed variants), seed-recipe."),
-    data: Optional[str] = typer.Option(None, help="Raw data file, 'builtin', or a prepared directory (overrides the config)."),
-    model: Optional[str] = typer.Option(None, help="Base model for every variant (overrides the config)."),
-    out: Path = typer.Option(Path("runs/suite"), "--out", "-o", help="Suite directory."),
-    nproc: int = typer.Option(1, help=NPROC_HELP),
-    resume: bool = typer.Option(False, "--resume", help="Continue a suite in an existing directory (finished entries are skipped)."),
-    force: bool = typer.Option(False, "--force", help="Delete an existing suite directory first."),
-):
+@options(RunConfig, LaunchConfig)
+def run_cmd(cfg: RunConfig, launch: LaunchConfig):
     """The main job: prepare -> train every variant -> evaluate -> baselines -> compare -> report."""
+    out = cfg.out
+    check_out_dir(out)
     from . import distributed
-    from .suite import load_suite, preflight, preset_path, run_suite
+    from .suite import check_inputs, load_suite, preflight, preset_path, run_suite
 
-    if config and preset:
-        raise UserError("give --config or --preset, not both")
-    path = config or preset_path(preset or "quick")
-    cfg = load_suite(path, {k: v for k, v in {"data": data, "model": model}.items() if v is not None})
-    if out.exists() and any(out.iterdir()) and not (resume or force or distributed.launched()):
+    suite = load_suite(cfg.config or preset_path(cfg.preset),
+                       {k: v for k, v in {"data": cfg.data, "model": cfg.model}.items() if v is not None})
+    check_inputs(suite)
+    if out.exists() and any(out.iterdir()) and not (cfg.resume or cfg.force or distributed.launched()):
         raise UserError(f"{out}: suite directory exists (use --resume to continue it or --force to start over)")
-    fsdp = any(TrainConfig(**{**cfg.defaults, **v}).fsdp for v in cfg.expanded())
-    results = staged(lambda: run_suite(cfg, out, force=force, log=lambda m: typer.echo(m, err=True)),
-                     out / "results.json", nproc, cfg.defaults.get("device", "auto"), lambda: preflight(cfg, nproc),
-                     launch_one=fsdp)
+    fsdp = any(TrainConfig(**{**suite.defaults, **v}).fsdp for v in suite.expanded())
+    results = staged(lambda: run_suite(suite, out, force=cfg.force, log=lambda m: typer.echo(m, err=True)),
+                     out / "results.json", launch.nproc, suite.defaults.get("device", "auto"),
+                     lambda: preflight(suite, launch.nproc), launch_one=fsdp)
     if results is None:
         return
-    typer.echo(f"best variant: {results['best_variant']} (by ROUGE-L); report: {out / 'report.html'} and {out / 'report.md'}")
+    from .errors import RunFailed
+    from .report.verdict import summary_lines
+
+    for line in summary_lines(results["verdict"]):
+        typer.echo(line)
+    typer.echo(f"report: {out / 'report.html'} and {out / 'report.md'}")
+    if results["verdict"]["status"] != "ok":
+        raise RunFailed(f"every entry of the suite failed (errors in {out / 'report.md'})")
 
 
 @app.command()
-def report(
-    out: Path = typer.Argument(..., help="Suite directory (with variants/ and baselines/)."),
-    rescore: bool = typer.Option(False, "--rescore", help="Recompute every entry's scores from its predictions first."),
-):
+@options(ReportConfig, arguments=("suite",))
+def report(cfg: ReportConfig):
     """Rebuild results.json, report.md and report.html from a suite directory."""
+    out = cfg.suite
+    if not out.is_dir():
+        raise UserError(f"{out}: not a directory")
+    if not ((out / "suite_status.json").is_file() or any(out.glob("*/*/eval/metrics.json"))):
+        raise UserError(f"{out}: not a suite directory (no suite_status.json and no evaluated entry in "
+                        f"variants/ or baselines/); `supporttune run` makes one")
+    check_out_dir(out, flag="")
     from .report.build import build_results
     from .report.render import render_report
 
-    if not out.is_dir():
-        raise UserError(f"{out}: not a directory")
-    if rescore:
+    if cfg.rescore:
         from .evaluate import rescore as rescore_dir
 
         for eval_dir in sorted(out.glob("*/*/eval")):
@@ -259,110 +185,157 @@ def report(
 
 
 @app.command()
-def chat(
-    run: Path = typer.Argument(..., help="Trained run directory."),
-    brand: Optional[str] = typer.Option(None, help="The company answering (as in training data)."),
-    max_new_tokens: int = typer.Option(64, help="Longest reply, in tokens."),
-    device: str = typer.Option("auto", help="cpu, cuda or auto."),
-):
+@options(ChatConfig, arguments=("run",))
+def chat(cfg: ChatConfig):
     """Talk to a trained agent; each message is tagged and answered with the training prompt.
 
-    Pipe messages in (one per line) to script it: `echo "Where is my parcel?" | supporttune chat RUN`.
+    In a terminal: arrow keys and history as in a shell; Ctrl-C cancels a reply, Ctrl-D or an empty
+    line ends. Pipe messages in (one per line) to script it: `echo "Where is my parcel?" | supporttune chat RUN`.
     """
+    from .rundir import read_record
+
+    read_record(cfg.run)  # a wrong RUN fails before torch is even imported
     from .chat import chat_loop
     from .generate import load_agent
 
-    chat_loop(load_agent(run, device=device), brand, max_new_tokens=max_new_tokens)
+    chat_loop(load_agent(cfg.run, device=cfg.device), cfg.brand, max_new_tokens=cfg.max_new_tokens,
+              temperature=cfg.temperature)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Bind once before the model loads, so a taken port fails in milliseconds."""
+    import socket
+
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as e:
+        raise UserError(f"cannot listen on {host}:{port} ({e.strerror or e}); choose another --port or --host") from None
 
 
 @app.command()
-def serve(
-    run: Path = typer.Argument(..., help="Trained run directory (or an exported merged model with --base)."),
-    host: str = typer.Option("127.0.0.1", help="Bind address (loopback by default)."),
-    port: int = typer.Option(8000, help="Port."),
-    api_key: Optional[str] = typer.Option(None, envvar="SUPPORTTUNE_API_KEY", help="Require this key (Bearer token)."),
-    max_batch: int = typer.Option(16, min=1, help="Most requests answered by one generate call."),
-    max_wait_ms: float = typer.Option(10.0, min=0, help="How long a request waits for others to batch with."),
-    max_new_tokens: int = typer.Option(64, min=1, help="Default reply budget (requests may ask for less or more)."),
-    no_batching: bool = typer.Option(False, "--no-batching", help="Answer requests one at a time."),
-    device: str = typer.Option("auto", help="cpu, cuda or auto."),
-):
+@options(ServeConfig, arguments=("run",))
+def serve(cfg: ServeConfig):
     """Serve the agent over HTTP: /v1/reply, OpenAI-compatible /v1/chat/completions, /health."""
+    from .rundir import read_record
+
+    read_record(cfg.run)  # a wrong RUN or a taken port fails before torch is even imported
+    _check_port_free(cfg.host, cfg.port)
     from .generate import load_agent
     from .serve import ServeOptions
     from .serve import serve as run_server
 
-    agent = load_agent(run, device=device)
-    run_server(agent, host, port, ServeOptions(api_key=api_key, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                                               max_new_tokens=max_new_tokens, batching=not no_batching))
+    agent = load_agent(cfg.run, device=cfg.device)
+    run_server(agent, cfg.host, cfg.port, ServeOptions(api_key=cfg.api_key, max_batch=cfg.max_batch,
+                                                       max_wait_ms=cfg.max_wait_ms, max_new_tokens=cfg.max_new_tokens,
+                                                       batching=cfg.batching))
 
 
 @app.command("export")
-def export_cmd(
-    run: Path = typer.Argument(..., help="Trained run directory."),
-    out: Path = typer.Option(..., "--out", "-o", help="Export directory."),
-    merge: bool = typer.Option(False, "--merge", help="Merge LoRA weights into a bf16 copy of the base."),
-    data: Optional[Path] = typer.Option(None, help="Data for the QLoRA drift check (default: the run's data)."),
-    force: bool = typer.Option(False, "--force", help="Overwrite a non-empty export directory."),
-):
+@options(ExportConfig, arguments=("run",))
+def export_cmd(cfg: ExportConfig):
     """Export the adapter (+ base reference), or a merged standard HF checkpoint."""
+    check_out_dir(cfg.out)
     from .export import export as run_export
 
-    report = run_export(run, out, merge=merge, force=force, data=data)
+    report = run_export(cfg.run, cfg.out, merge=cfg.merge, force=cfg.force, data=cfg.data)
     if "qlora_drift" in report:
         d = report["qlora_drift"]
         typer.echo(f"QLoRA merged into a dequantized base: {d['identical_replies']}/{d['examples']} greedy replies "
                    f"identical to the 4-bit adapter's (word agreement {d['word_agreement']:.2%})")
-    typer.echo(f"wrote {'merged model' if merge else 'adapter'} to {out}")
+    typer.echo(f"wrote {'merged model' if cfg.merge else 'adapter'} to {cfg.out}")
+
+
+def _check_out_file(out: Path | None, force: bool, flag: str = "--out") -> None:
+    """An output file: not a directory, not overwritten unless --force, in a writable folder."""
+    if out is None:
+        return
+    if out.is_dir():
+        raise UserError(f"{out}: is a directory; give a file path for {flag}")
+    if out.exists() and not force:
+        raise UserError(f"{out}: exists (use --force to overwrite it)")
+    check_out_dir(out.parent, flag)
 
 
 @app.command()
+@options(BenchConfig)
 def bench(
-    model: str = typer.Option("tinyllama-arch", help=h(BenchConfig, "model")),
-    methods: str = typer.Option("qlora,lora,prompt-tuning", help=h(BenchConfig, "methods")),
-    device: str = typer.Option("auto", help=h(BenchConfig, "device")),
-    data: str = typer.Option("builtin", help=h(BenchConfig, "data")),
-    tokenizer: Optional[str] = typer.Option(None, help=h(BenchConfig, "tokenizer")),
-    steps: Optional[int] = typer.Option(None, help=h(BenchConfig, "steps")),
-    warmup: Optional[int] = typer.Option(None, help=h(BenchConfig, "warmup")),
-    compile: bool = typer.Option(False, "--compile", help=h(BenchConfig, "compile")),
-    liger: bool = typer.Option(False, "--liger", help=h(BenchConfig, "liger")),
-    static_cache: bool = typer.Option(False, "--static-cache", help=h(BenchConfig, "static_cache")),
-    no_generation: bool = typer.Option(False, "--no-generation", help="Skip the generation benchmark."),
-    no_training: bool = typer.Option(False, "--no-training", help="Skip the training benchmark."),
-    quick: bool = typer.Option(False, "--quick", help="Tiny random model, few steps: checks the harness in under a minute on a CPU."),
+    given: dict,
     scaling: Optional[str] = typer.Option(None, help="Process counts, e.g. 1,2,4: measure how DDP training throughput "
-                                                     "scales (real `train --nproc N` runs; methods default to lora,qlora)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help=h(BenchConfig, "out")),
+                                                     "scales (real `train --nproc N` runs; methods default to lora,qlora; "
+                                                     "--repeats: runs per point, 3 by default)."),
+    global_batch: Optional[int] = typer.Option(None, min=1, help="With --scaling: sequences per optimizer step, the "
+                                                                 "same for every process count (default: 16 x the largest count)."),
+    force: bool = typer.Option(False, "--force", metavar="", help="Overwrite an existing --out file."),
 ):
     """Measure the seed recipe against supporttune's fast path (training and generation), or multi-GPU scaling."""
-    from .bench_run import run_bench
+    from .bench import run_bench
+    from .config import ScalingConfig
 
-    if out is not None and out.exists() and out.is_dir():
-        raise UserError(f"{out}: is a directory; give a JSON file path")
+    out = Path(given["out"]) if given.get("out") is not None else None
     if scaling is not None:
-        from .bench_scale import run_scaling
-        from .models import pick_device
+        foreign = sorted(k for k in given if k not in ScalingConfig.model_fields)
+        if foreign:
+            raise UserError(f"--scaling measures training throughput only; it takes no --{foreign[0].replace('_', '-')}")
+        cfg = build(ScalingConfig, processes=scaling, global_batch=global_batch, **given)
+    else:
+        cfg = build(BenchConfig, **given)  # flags given win over --quick
+        if not (cfg.training or cfg.generation):
+            raise UserError("--no-training with --no-generation leaves nothing to measure")
+        if cfg.data != "builtin":
+            from .batching import load_split
 
-        try:
-            counts = [int(x) for x in scaling.split(",") if x.strip()]
-        except ValueError:
-            raise UserError(f"--scaling takes comma-separated process counts, e.g. 1,2,4 (got '{scaling}')") from None
-        chosen = build(BenchConfig, methods="lora,qlora" if methods == "qlora,lora,prompt-tuning" else methods).methods
-        run_scaling(counts, chosen, "tiny-arch" if quick else model, data, pick_device(device), steps or (6 if quick else 30),
-                    4 if quick else 16, out, tokenizer, repeats=1 if quick else 3, log=typer.echo)
+            load_split(Path(cfg.data), "train")  # before the tokenizer and the model are built
+    _check_out_file(out, force)
+    run_bench(cfg, log=typer.echo)
+
+
+@app.command()
+@options(RateConfig, arguments=("suite",))
+def rate(cfg: RateConfig, force: bool = typer.Option(False, "--force", metavar="",
+                                                     help="Overwrite an existing --export-preferences file.")):
+    """Blind side-by-side rating of two entries' replies (keys 1-4); `report` then adds a Human preference section."""
+    suite, out = cfg.suite, cfg.export_preferences
+    if cfg.prompt_from is not None and out is None:
+        raise UserError("--prompt-from goes with --export-preferences")
+    if out is not None:
+        from .rate import export_votes
+
+        _check_out_file(out, force, flag="--export-preferences")
+        written, votes, prompt = export_votes(suite, out, cfg.prompt_from)
+        typer.echo(f"wrote {written} preference pairs (from {votes} decided votes; ties and both-bad are not pairs) "
+                   f"with {prompt} to {out}")
         return
-    values = dict(model=model, methods=methods, device=device, data=data, tokenizer=tokenizer, steps=steps, warmup=warmup,
-                  compile=compile, liger=liger, static_cache=static_cache, generation=not no_generation, out=out,
-                  training=not no_training)
-    if quick:
-        values.update(model="tiny-arch" if model == "tinyllama-arch" else model, steps=steps or 2, warmup=warmup or 1, repeats=1,
-                      new_tokens=16, seed_loop_samples=4)
-    run_bench(build(BenchConfig, **values), log=typer.echo)
+    if suite.is_dir():
+        check_out_dir(suite, flag="")  # votes are appended to SUITE/ratings.jsonl as they are cast
+    from .rate.app import RatingSession
+    from .rate.app import serve as serve_rating
+
+    try:
+        session = RatingSession(suite, rater=cfg.rater, planned=cfg.planned, overlap=cfg.overlap)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    _check_port_free(cfg.host, cfg.port)
+    pairs = session.suite.pairs
+    typer.echo(f"{len(session.suite.entries)} entries, {len(pairs)} pairs, {sum(map(len, pairs.values()))} comparisons; "
+               f"{len(session.store.votes)} earlier lines in {session.store.path}")
+    typer.echo(f"rate at http://{cfg.host}:{cfg.port}/  (Ctrl-C stops; every vote is already on disk)")
+    serve_rating(session, cfg.host, cfg.port, cfg.api_key)
 
 
-from .entry import main  # noqa: E402  (the console script `supporttune` = supporttune.cli:main)
+@app.command()
+@options(TuneRunConfig)
+def tune(cfg: TuneRunConfig):
+    """Search hyperparameters with Optuna (TPE, median pruning on validation loss); each trial is a run directory."""
+    check_out_dir(cfg.out)
+    from .tune import format_params, run_tune
+    from .tune_space import load_tune
 
-
-if __name__ == "__main__":
-    main()
+    space = load_tune(cfg.config, {k: v for k, v in {"data": cfg.data, "model": cfg.model}.items() if v is not None})
+    results = run_tune(space, cfg.out, cfg.trials, timeout=cfg.timeout, force=cfg.force,
+                       log=lambda m: typer.echo(m, err=True))
+    best = results["best"]
+    if best:
+        typer.echo(f"best: trial {best['number']} {results['objective']['metric']}={best['value']:.4f} "
+                   f"{format_params(best['params'])}")
+    typer.echo(f"wrote {cfg.out / 'tune_results.json'} and {cfg.out / 'tune_report.md'}")

@@ -106,9 +106,9 @@ def all_gather(value: T) -> list[T]:
     return out
 
 
-def shard(indices: list[int]) -> list[int]:
-    """This rank's share of ``indices``: every N-th one, so length-sorted work is spread evenly."""
-    return indices[rank()::world_size()]
+def shard(items: list[T]) -> list[T]:
+    """This rank's share of ``items``: every N-th one, so length-sorted work is spread evenly."""
+    return items[rank()::world_size()]
 
 
 def gather_ordered(part: dict[int, T]) -> list[T]:

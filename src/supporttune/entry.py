@@ -1,4 +1,6 @@
-"""Entry point of the `supporttune` command: one line per user error, never a traceback.
+"""Entry point of the `supporttune` command (the console script): one line per user or disk error, no traceback.
+
+The commands live in cli.py, which never imports this module.
 
 Also the worker side of ``--nproc`` runs: a worker leaves its error for the launcher (which prints
 it once, naming the rank) and keeps other ranks' output out of the terminal.
@@ -66,7 +68,7 @@ def _main() -> None:
     from .cli import app
 
     try:
-        code = app(standalone_mode=False)
+        code = app(prog_name="supporttune", standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
     except click_errors.UsageError as e:  # bad flag or value: one line, not a box
@@ -80,4 +82,8 @@ def _main() -> None:
         _say(e, f"supporttune: error: {e}", e.exit_code)
     except KeyboardInterrupt as e:
         _say(e, "supporttune: interrupted", 130)
+    except OSError as e:  # the machine, not the code: a full disk, a folder made read-only mid-run
+        if os.environ.get("SUPPORTTUNE_DEBUG"):
+            raise
+        _say(e, f"supporttune: error: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", 1)
 

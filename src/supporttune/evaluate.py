@@ -9,24 +9,27 @@ gathered back in input order, and rank 0 alone scores and writes.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 
 from . import distributed
-from .baselines import BASELINES, Retriever, constant_reply
+from .baselines import constant_reply
 from .batching import load_split
 from .config import EvalConfig
 from .errors import UserError
 from .generate import DecodeSettings, Generated, batch1_latencies, generate_replies, load_agent, reference_nll
-from .io import read_json, read_jsonl, write_json, write_jsonl
+from .io import check_out_dir, read_json, read_jsonl, write_json, write_jsonl
 from .memory import PeakTracker, free_memory
-from .metrics import HEADLINE, PER_EXAMPLE, CorpusStats, corpus_scores, length_stats, per_example_scores
+from .metrics import CorpusStats, corpus_scores, length_stats, per_example_scores, select
 from .prompts import PromptSpec
+from .retrieval import ExemplarIndex
 from .stats import bootstrap_ci
 
 GROUPS = ("category", "priority", "sentiment")
+LOOKED_UP = ("retrieval", "constant")  # baselines whose replies are looked up: no latency or throughput to report
 
 
 def _breakdown(rows: list[dict], preds: list[str], refs: list[str], key: str) -> dict:
@@ -40,11 +43,24 @@ def _breakdown(rows: list[dict], preds: list[str], refs: list[str], key: str) ->
 
 def _worst(rows: list[dict], k: int) -> dict:
     fields = ("id", "input", "reference", "prediction", "brand", "category")
-    return {m: [{**{f: r[f] for f in fields}, m: r["scores"][m]} for r in sorted(rows, key=lambda r: r["scores"][m])[:k]]
-            for m in ("bleu", "rougeL")}
+    out = {}
+    for m in select(worst=True):
+        scored = [r for r in rows if r["scores"].get(m.key) is not None]
+        out[m.key] = [{**{f: r[f] for f in fields}, m.key: r["scores"][m.key]}
+                      for r in sorted(scored, key=lambda r: r["scores"][m.key] * (1 if m.higher_is_better else -1))[:k]]
+    return out
+
+
+def _machine_load() -> dict:
+    """How busy the machine was while latency was measured (the 1-minute load average covers it)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {"latency_load_1m": None if load is None else round(load, 2), "latency_cpus": cpus}
 
 
 def score(examples: list[dict], gens: list[Generated], latencies: list[float], cfg: EvalConfig) -> tuple[list[dict], dict]:
+    """Per-example rows and the metrics document: every metric of the metrics table, CIs, breakdowns, worst cases."""
+    load = _machine_load() if latencies else {}  # read first: scoring itself keeps the CPU busy
     preds = [g.text for g in gens]
     refs = [ex["output"] for ex in examples]
     scores = per_example_scores(preds, refs, semantic=cfg.semantic)
@@ -56,22 +72,23 @@ def score(examples: list[dict], gens: list[Generated], latencies: list[float], c
                      "hit_max": g.hit_max, "latency_s": g.latency_s, "scores": {k: (round(v, 4) if v is not None else None) for k, v in s.items()}})
     corpus = CorpusStats(preds, refs)
     metrics = {**corpus_scores(preds, refs, scores), **length_stats(preds, refs, [g.hit_max for g in gens])}
-    metrics["ci"] = bootstrap_ci(scores, tuple(k for k in HEADLINE if metrics.get(k) is not None), corpus,
-                                 cfg.bootstrap, cfg.seed)
+    metrics["ci"] = bootstrap_ci(scores, tuple(m.key for m in select(ci=True) if metrics.get(m.key) is not None),
+                                 corpus, cfg.bootstrap, cfg.seed)
+    metrics["generated"] = cfg.baseline not in LOOKED_UP
     for key in GROUPS:
         metrics[f"by_{key}"] = _breakdown(rows, preds, refs, key)
     metrics["worst"] = _worst(rows, cfg.worst_k)
     if latencies:
         metrics.update(latency_p50_s=float(np.percentile(latencies, 50)), latency_p95_s=float(np.percentile(latencies, 95)),
-                       latency_mean_s=float(np.mean(latencies)), latency_samples=len(latencies))
+                       latency_mean_s=float(np.mean(latencies)), latency_samples=len(latencies), **load)
     return rows, metrics
 
 
-def _non_model_replies(name: str, examples: list[dict], train_rows: list[dict]) -> list[Generated]:
+def _non_model_replies(name: str, examples: list[dict], train_rows: list[dict], scorer: str) -> list[Generated]:
     if name == "constant":
         reply = constant_reply(train_rows)
         return [Generated(reply, len(reply.split()), False, 0.0) for _ in examples]
-    retriever = Retriever(train_rows)
+    retriever = ExemplarIndex(train_rows, scorer)
     out = []
     for ex in examples:
         t0 = time.perf_counter()
@@ -94,29 +111,28 @@ def rescore(eval_dir: Path, cfg: EvalConfig) -> dict:
     gens = [Generated(r["prediction"], r["new_tokens"], r["hit_max"], r.get("latency_s")) for r in preds]
     rows, metrics = score(examples, gens, [], cfg)
     kept = {k: v for k, v in old.items() if k not in metrics or k.startswith(("latency", "throughput"))}
-    metrics = {**metrics, **kept, "rescored": True}
+    generated = old.get("generated", old.get("name") not in LOOKED_UP)  # cfg here names no real baseline
+    metrics = {**metrics, **kept, "generated": generated, "rescored": True}
     write_jsonl(eval_dir / "predictions.jsonl", rows)
     write_json(eval_dir / "metrics.json", metrics)
     return metrics
 
 
 def _generate_sharded(agent, examples: list[dict], settings: DecodeSettings, shots) -> list[Generated]:
-    """Replies in input order; with N ranks each generates every N-th example by prompt length."""
+    """Replies in input order; with N ranks each generates every N-th batch (batches as one process forms them)."""
     progress = f"generating ({agent.name})"
     if not distributed.active():
         return generate_replies(agent, examples, settings, shots, progress=progress)
-    from .prompts import encode_prompt
-
-    by_length = sorted(range(len(examples)), key=lambda i: len(encode_prompt(agent.tokenizer, examples[i], agent.spec)))
-    mine = distributed.shard(by_length)
-    part = generate_replies(agent, [examples[i] for i in mine], settings, [shots[i] for i in mine] if shots else None,
-                            progress=progress)
-    return distributed.gather_ordered(dict(zip(mine, part)))
+    part = generate_replies(agent, examples, settings, shots, progress=progress,
+                            shard=(distributed.rank(), distributed.world_size()))
+    return distributed.gather_ordered({i: g for i, g in enumerate(part) if g is not None})
 
 
-def _perplexity_sharded(agent, examples: list[dict]) -> float | None:
-    mine = distributed.shard(list(range(len(examples))))
-    sums = distributed.all_gather(reference_nll(agent, [examples[i] for i in mine]))
+def _perplexity_sharded(agent, examples: list[dict], batch_size: int = 16) -> float | None:
+    """Each rank scores every N-th batch of 16 references, so each batch's sum is the one-process one."""
+    chunks = [list(range(i, min(i + batch_size, len(examples)))) for i in range(0, len(examples), batch_size)]
+    mine = [i for chunk in distributed.shard(chunks) for i in chunk]
+    sums = distributed.all_gather(reference_nll(agent, [examples[i] for i in mine], batch_size))  # agent adds exemplars
     nll, tokens = sum(s[0] for s in sums), sum(s[1] for s in sums)
     return float(np.exp(nll / tokens)) if tokens else None
 
@@ -124,11 +140,12 @@ def _perplexity_sharded(agent, examples: list[dict]) -> float | None:
 def preflight(cfg: EvalConfig) -> tuple[list[dict], Path]:
     """Checks that need no model: the run directory, the data split, and nothing overwritten by accident."""
     if cfg.run:
-        from .generate import load_run_config
+        from .rundir import read_record
 
-        load_run_config(cfg.run)  # fail on a wrong run directory before anything else
-    examples = load_split(cfg.data, cfg.split)[: cfg.limit]
+        read_record(cfg.run)  # fail on a wrong run directory before anything else
     out_dir = (Path(cfg.run) if cfg.run else Path(cfg.out)) / "eval"
+    check_out_dir(out_dir, "--out" if cfg.baseline else "--run")
+    examples = load_split(cfg.data, cfg.split)[: cfg.limit]
     if (out_dir / "metrics.json").is_file() and not cfg.force:
         raise UserError(f"{out_dir}/metrics.json exists (use --force to re-evaluate)")
     return examples, out_dir
@@ -144,7 +161,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     if cfg.baseline in ("retrieval", "constant"):
         train_rows = load_split(cfg.data, "train")
         t0 = time.perf_counter()
-        gens = _non_model_replies(cfg.baseline, examples, train_rows)
+        gens = _non_model_replies(cfg.baseline, examples, train_rows, cfg.retrieval)
         elapsed = time.perf_counter() - t0
         latencies = [g.latency_s for g in gens]
         meta.update(trainable_params=0, trainable_pct=0.0, name=cfg.baseline)
@@ -153,10 +170,11 @@ def evaluate(cfg: EvalConfig) -> dict:
 
         distributed.setup(pick_device(cfg.device))
         with distributed.main_first():  # rank 0 fills the model cache if needed
-            agent = load_agent(cfg.run, model=cfg.model, device=cfg.device, spec=PromptSpec(cfg.prompt_format, cfg.tags))
+            agent = load_agent(cfg.run, model=cfg.model, device=cfg.device,
+                               spec=PromptSpec(cfg.prompt_format, cfg.tags, history=cfg.history))
         shots = None
         if cfg.baseline == "few-shot":
-            retriever = Retriever(load_split(cfg.data, "train"))
+            retriever = ExemplarIndex(load_split(cfg.data, "train"), cfg.retrieval)
             shots = [retriever.nearest(ex, cfg.few_shot_k) for ex in examples]
         t0 = time.perf_counter()
         gens = _generate_sharded(agent, examples, settings, shots)
@@ -165,12 +183,8 @@ def evaluate(cfg: EvalConfig) -> dict:
             latencies = batch1_latencies(agent, examples, settings, cfg.latency_samples)
         meta["perplexity"] = _perplexity_sharded(agent, examples) if cfg.perplexity else None
         meta["name"] = cfg.baseline or agent.name
-        if cfg.run:
-            summary = read_json(Path(cfg.run) / "train_summary.json")
-            for k in ("trainable_params", "trainable_pct", "total_params", "adapter_bytes", "wall_time_s", "tokens_per_s",
-                      "peak_rss_mb", "peak_cuda_mb", "method"):
-                meta[f"train_{k}" if k in ("wall_time_s", "tokens_per_s", "peak_rss_mb", "peak_cuda_mb") else k] = summary.get(k)
-        else:
+        meta["prompt"] = agent.spec.as_dict()
+        if not cfg.run:
             meta.update(trainable_params=0, trainable_pct=0.0)
         del agent
         free_memory()
@@ -182,11 +196,10 @@ def evaluate(cfg: EvalConfig) -> dict:
     metrics.update(throughput_samples_per_s=len(gens) / elapsed if elapsed else None,
                    throughput_tokens_per_s=n_tokens / elapsed if elapsed else None, generation_s=round(elapsed, 3),
                    eval_memory=peak.result(), **meta)
-    metrics.setdefault("trainable_params", 0)
     write_jsonl(out_dir / "predictions.jsonl", rows)
     write_json(out_dir / "metrics.json", metrics)
     distributed.barrier()
     return metrics
 
 
-__all__ = ["evaluate", "BASELINES", "PER_EXAMPLE"]
+__all__ = ["evaluate", "score", "rescore"]

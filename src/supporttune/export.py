@@ -6,8 +6,9 @@
 * QLoRA with ``--merge``: merged into a *dequantized* (bf16) base. The adapter was trained against
   the 4-bit base, so the merged model's outputs drift; we measure how far on the test set (greedy
   replies identical / token agreement) and write it to ``export_report.json``. Not done silently.
-* Prompt/prefix tuning: nothing to merge; refused with a clear message. Without ``--merge`` every
-  method exports the adapter plus ``base_model.json`` naming its base.
+* Prompt/prefix tuning: nothing to merge (the method registry's ``mergeable`` says which methods
+  merge); refused with a clear message. Without ``--merge`` every method exports the adapter plus
+  ``base_model.json`` naming its base.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import torch
 
 from . import methods
 from .errors import UserError
-from .generate import DecodeSettings, generate_replies, load_agent, load_run_config
+from .generate import DecodeSettings, generate_replies, load_agent
 from .io import prepare_out_dir, write_json
 from .memory import free_memory
-from .models import ModelRef, load_model, load_tokenizer
+from .models import load_model, load_tokenizer
+from .rundir import CONFIG, EXEMPLARS, SUMMARY, read_record
 
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "README.md", "config.yaml", "train_summary.json")
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "README.md", CONFIG, SUMMARY, EXEMPLARS)
 
 
 def _agreement(a: list[str], b: list[str]) -> dict:
@@ -40,19 +42,20 @@ def _agreement(a: list[str], b: list[str]) -> dict:
 
 def export(run_dir: Path, out: Path, merge: bool = False, force: bool = False, data: Path | None = None,
            limit: int = 32) -> dict:
-    cfg = load_run_config(run_dir)
-    method = methods.get(cfg["train"]["method"])
-    ref = ModelRef(**cfg["model"])
-    if merge and not method.mergeable and method.family == "prompt":
-        raise UserError(f"{method.name} learns virtual tokens, not weight updates: there is nothing to merge. "
+    record = read_record(run_dir)
+    method = methods.get(record.method)
+    ref = record.model_ref
+    if merge and not method.mergeable:
+        what = "virtual tokens, not weight updates" if method.family == "prompt" else "no weight update the base can absorb"
+        raise UserError(f"{method.name} learns {what}: there is nothing to merge. "
                         f"Export without --merge to get the adapter plus its base reference.")
     out = prepare_out_dir(out, force)
-    report = {"run": str(run_dir), "method": method.name, "base_model": cfg["model"], "merged": merge}
+    report = {"run": str(run_dir), "method": method.name, "base_model": record.model, "merged": merge}
     if not merge:
         for name in ADAPTER_FILES:
             if (Path(run_dir) / name).is_file():
                 shutil.copy2(Path(run_dir) / name, out / name)
-        write_json(out / "base_model.json", {**cfg["model"], "prompt": cfg["prompt"]})
+        write_json(out / "base_model.json", {**record.model, "prompt": record.prompt})
         write_json(out / "export_report.json", report)
         return report
     from peft import PeftModel
@@ -62,11 +65,13 @@ def export(run_dir: Path, out: Path, merge: bool = False, force: bool = False, d
     merged = PeftModel.from_pretrained(base, str(run_dir)).merge_and_unload()
     merged.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    write_json(out / "supporttune_prompt.json", cfg["prompt"])
+    write_json(out / "supporttune_prompt.json", record.prompt)
+    if (Path(run_dir) / EXEMPLARS).is_file():  # the merged model prompts with the same retrieved examples
+        shutil.copy2(Path(run_dir) / EXEMPLARS, out / EXEMPLARS)
     del merged, base
     free_memory()
     if method.quantize_4bit:
-        report["qlora_drift"] = measure_drift(run_dir, out, data or Path(cfg["train"]["data"]), limit)
+        report["qlora_drift"] = measure_drift(run_dir, out, data or Path(record.train["data"]), limit)
     write_json(out / "export_report.json", report)
     return report
 
@@ -79,10 +84,11 @@ def measure_drift(run_dir: Path, merged_dir: Path, data: Path, limit: int) -> di
     settings = DecodeSettings(max_new_tokens=48, batch_size=16)
     adapter = load_agent(run_dir, device="cpu")
     a = [g.text for g in generate_replies(adapter, examples, settings, progress=None)]
-    spec = adapter.spec
+    spec, index = adapter.spec, adapter.index
     del adapter
     free_memory()
     merged = load_agent(model=str(merged_dir), device="cpu", spec=spec)
+    merged.index = index
     b = [g.text for g in generate_replies(merged, examples, settings, progress=None)]
     del merged
     free_memory()

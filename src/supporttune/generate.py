@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
-import yaml
 
-from .errors import UserError
+from .agent import Agent, load_agent  # noqa: F401  (re-exported: the generation API's callers load agents here)
 from .memory import sync
-from .models import ModelRef, load_model, load_tokenizer, pick_device, pick_dtype, resolve
 from .progress import track
-from .prompts import PromptSpec, encode_prompt
 
 
 @dataclass(frozen=True)
@@ -39,57 +35,6 @@ class Generated:
     hit_max: bool
     latency_s: float | None = None  # batched wall time / batch size (amortized per sample)
     token_ids: list[int] | None = None
-
-
-@dataclass
-class Agent:
-    """A model ready to answer: base (+ adapter), tokenizer, and the prompt spec it was trained with."""
-
-    model: object
-    tokenizer: object
-    spec: PromptSpec
-    device: str
-    name: str
-    sentiment: str = "vader"
-    method: str | None = None
-
-
-def load_run_config(run_dir: Path) -> dict:
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise UserError(f"{run_dir}: not a training run (no config.yaml)")
-    if not (Path(run_dir) / "adapter_config.json").is_file():
-        raise UserError(f"{run_dir}: training did not finish (no adapter); rerun train with --resume")
-    return yaml.safe_load(path.read_text())
-
-
-def load_agent(run_dir: Path | None = None, model: str | None = None, device: str = "auto",
-               spec: PromptSpec | None = None) -> Agent:
-    """Load a trained run (adapter on its base) or, with ``model``, an untuned base model."""
-    device = pick_device(device)
-    dtype = pick_dtype("auto", device)
-    if run_dir is not None:
-        from peft import PeftModel
-
-        from . import methods
-
-        cfg = load_run_config(run_dir)
-        train = cfg["train"]
-        ref = ModelRef(**cfg["model"])
-        method = methods.get(train["method"])
-        tokenizer = load_tokenizer(ref)
-        base = load_model(ref, dtype=dtype, device=device, quantize_4bit=method.quantize_4bit)
-        net = PeftModel.from_pretrained(base, str(run_dir))
-        spec = PromptSpec(cfg["prompt"]["format"], cfg["prompt"]["tags"])
-        name, sentiment, method_name = train.get("name") or train["method"], cfg["prompt"].get("sentiment", "vader"), train["method"]
-    else:
-        ref = resolve(model or "smollm2-135m")
-        tokenizer = load_tokenizer(ref)
-        net = load_model(ref, dtype=dtype, device=device)
-        spec, name, sentiment, method_name = spec or PromptSpec(), f"base:{ref.name}", "vader", None
-    net.eval()
-    tokenizer.padding_side = "left"
-    return Agent(net, tokenizer, spec, device, name, sentiment, method_name)
 
 
 @torch.inference_mode()
@@ -154,16 +99,24 @@ def _generate_prompt_tuning(model, ids: torch.Tensor, mask: torch.Tensor, kwargs
 
 
 def generate_replies(agent: Agent, examples: list[dict], settings: DecodeSettings, shots: list[list[dict]] | None = None,
-                     progress: str | None = "generating") -> list[Generated]:
-    """Replies for ``examples`` in order, batched by similar prompt length."""
-    prompts = [encode_prompt(agent.tokenizer, ex, agent.spec, shots[i] if shots else None) for i, ex in enumerate(examples)]
+                     progress: str | None = "generating", shard: tuple[int, int] = (0, 1)) -> list[Generated | None]:
+    """Replies for ``examples`` in order, batched by similar prompt length.
+
+    ``shard=(rank, world)`` generates only every ``world``-th batch from the ``rank``-th (the other
+    entries stay None): each batch is then exactly the batch one process would form, with the same
+    padding, so greedy replies are bit-identical whatever the number of processes. (Sharding the
+    examples instead changes the batches; in bf16 on a GPU that changes the rounding, which can flip
+    a near-tied argmax and with it the rest of a reply.)
+    """
+    prompts = [agent.prompt_ids(ex, shots[i] if shots else None) for i, ex in enumerate(examples)]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     results: list[Generated | None] = [None] * len(prompts)
     batches = [order[i:i + settings.batch_size] for i in range(0, len(order), settings.batch_size)]
+    batches = batches[shard[0]::shard[1]]
     for batch in track(batches, progress or "generating") if progress else batches:
         for i, g in zip(batch, _generate_ids(agent, [prompts[i] for i in batch], settings)):
             results[i] = g
-    return results  # type: ignore[return-value]
+    return results
 
 
 
@@ -172,12 +125,12 @@ def batch1_latencies(agent: Agent, examples: list[dict], settings: DecodeSetting
     if not examples or n <= 0:
         return []
     one = DecodeSettings(settings.max_new_tokens, 1, settings.do_sample)
-    _generate_ids(agent, [encode_prompt(agent.tokenizer, examples[0], agent.spec)], one)
+    _generate_ids(agent, [agent.prompt_ids(examples[0])], one)
     times = []
     for ex in examples[:n]:
         sync(agent.device)
         t0 = time.perf_counter()
-        _generate_ids(agent, [encode_prompt(agent.tokenizer, ex, agent.spec)], one)
+        _generate_ids(agent, [agent.prompt_ids(ex)], one)
         sync(agent.device)
         times.append(time.perf_counter() - t0)
     return times
@@ -194,5 +147,5 @@ def reference_nll(agent: Agent, examples: list[dict], batch_size: int = 16, max_
     """Summed NLL of the reference replies (+EOS) and the number of tokens it sums over."""
     from .batching import EncodedDataset, PadCollator, nll_sums
 
-    ds = EncodedDataset(examples, agent.tokenizer, agent.spec, max_length)
+    ds = EncodedDataset(examples, agent.tokenizer, agent.spec, max_length, agent.index)
     return nll_sums(agent.model, ds.items, PadCollator(agent.tokenizer.pad_token_id), batch_size, agent.device)

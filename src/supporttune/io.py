@@ -107,3 +107,19 @@ def read_yaml_mapping(path: Path, what: str = "config file") -> dict:
     if not isinstance(doc, dict):
         raise UserError(f"{path}: expected a mapping of config fields")
     return doc
+
+
+def check_out_dir(path: Path, flag: str = "--out") -> None:
+    """Fail now, in one line, unless ``path`` is or can become a writable directory. Touches nothing.
+
+    Stages call it before any work, so a wrong --out costs milliseconds, not a finished run.
+    """
+    path = Path(path)
+    probe = path
+    while not probe.exists() and probe != probe.parent:  # the nearest part that exists
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"{probe}: exists and is not a directory (give a directory for {flag})")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        why = "read-only file system" if os.statvfs(probe).f_flag & os.ST_RDONLY else "no write permission"
+        raise UserError(f"{probe}: cannot write there ({why})" + (f"; give another {flag}" if flag else ""))

@@ -1,32 +1,56 @@
-"""PEFT method builders, registered by name. Adding a method = one function + ``@register``.
+"""PEFT methods, registered by name: one builder function and the method's rules in one place.
 
-Each builder takes the loaded base model and the train config and returns a PeftModel. peft is
-imported inside the builders so that configs can check method names without importing it.
-QLoRA is LoRA on a 4-bit base: the registry entry says ``quantize_4bit``, the loader does the rest.
+Adding a method = one function + ``@register``. Each registry entry answers every per-method
+question the rest of the code asks: its default learning rate (config.py), whether it needs a 4-bit
+base (models.py loads it), whether its adapter merges into the base weights (export.py), whether it
+works under FSDP (config.py) and with gradient checkpointing (config.py, and ``Method.build``
+applies it). peft is imported inside the builders so that configs can check method names without
+importing it. QLoRA is LoRA on a 4-bit base: the registry entry says ``quantize_4bit``, the loader
+does the rest.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Literal
 
 REGISTRY: dict[str, "Method"] = {}
+
+ADAPTER_LR = 2e-4  # weight adapters: a small change to a big matrix
+PROMPT_LR = 3e-2  # virtual tokens start far from any useful embedding and need a far higher rate
 
 
 @dataclass(frozen=True)
 class Method:
     name: str
-    build: Callable
-    quantize_4bit: bool = False
-    family: str = "adapter"  # "adapter" (weights inside layers) or "prompt" (virtual tokens)
-    uses_targets: bool = True
-    mergeable: bool = True
-    summary: str = ""
+    builder: Callable  # (base model, TrainConfig, tokenizer path) -> PeftModel
+    family: Literal["adapter", "prompt"] = "adapter"  # weights inside layers, or virtual tokens
+    quantize_4bit: bool = False  # load the base in NF4 4-bit first
+    uses_targets: bool = True  # takes TrainConfig.targets (the modules that get adapters)
+    default_lr: float = ADAPTER_LR  # TrainConfig.lr when none is given
+    mergeable: bool = True  # export --merge can fold the adapter into the base weights
+    supports_fsdp: bool = True  # trains with --fsdp (weights sharded across GPUs)
+    supports_checkpointing: bool = True  # trains with gradient checkpointing
+
+    def build(self, model, cfg, tokenizer_path: str):
+        """The trainable PeftModel on ``model``, with gradient checkpointing on when ``cfg`` asks for it.
+
+        Checkpointing is switched on here, for every method, before peft wraps the model: peft then
+        makes the input embeddings require grads where checkpointing needs it (not on 4-bit bases).
+        """
+        if cfg.gradient_checkpointing:
+            if not self.supports_checkpointing:  # configs refuse this first; a guard for direct callers
+                raise ValueError(f"{self.name} does not support gradient checkpointing")
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        return self.builder(model, cfg, tokenizer_path)
 
 
-def register(name: str, **kwargs) -> Callable:
+PROMPT = dict(family="prompt", uses_targets=False, mergeable=False, default_lr=PROMPT_LR)
+
+
+def register(name: str, **rules) -> Callable:
     def wrap(fn: Callable) -> Callable:
-        REGISTRY[name] = Method(name=name, build=fn, summary=(fn.__doc__ or "").strip().splitlines()[0], **kwargs)
+        REGISTRY[name] = Method(name=name, builder=fn, **rules)
         return fn
 
     return wrap
@@ -50,20 +74,18 @@ def build_lora(model, cfg, tokenizer_path: str):
     """LoRA adapters on the unquantized base."""
     from peft import get_peft_model
 
-    if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
     return get_peft_model(model, _lora_config(cfg))
 
 
-@register("qlora", quantize_4bit=True, mergeable=False)
+# Merging QLoRA means dequantizing the base first; export measures how far the replies drift.
+# Its packed 4-bit weights cannot be sharded, hence no FSDP.
+@register("qlora", quantize_4bit=True, supports_fsdp=False)
 def build_qlora(model, cfg, tokenizer_path: str):
     """LoRA adapters on an NF4 4-bit base (bitsandbytes, double quantization)."""
     from peft import get_peft_model, prepare_model_for_kbit_training
 
-    model = prepare_model_for_kbit_training(
-        model, use_gradient_checkpointing=cfg.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False})
+    # freezes the base and upcasts its non-4-bit weights; checkpointing is Method.build's job
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     return get_peft_model(model, _lora_config(cfg))
 
 
@@ -85,7 +107,7 @@ def build_ia3(model, cfg, tokenizer_path: str):
                                            feedforward_modules=ff))
 
 
-@register("prompt-tuning", family="prompt", uses_targets=False, mergeable=False)
+@register("prompt-tuning", **PROMPT)
 def build_prompt_tuning(model, cfg, tokenizer_path: str):
     """Prompt tuning: N trainable virtual-token embeddings, initialised from text or at random."""
     from peft import PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
@@ -99,7 +121,8 @@ def build_prompt_tuning(model, cfg, tokenizer_path: str):
     return get_peft_model(model, config)
 
 
-@register("prefix-tuning", family="prompt", uses_targets=False, mergeable=False)
+# peft keeps the prefixes in a KV cache, which gradient checkpointing cannot recompute (peft refuses).
+@register("prefix-tuning", **PROMPT, supports_checkpointing=False)
 def build_prefix_tuning(model, cfg, tokenizer_path: str):
     """Prefix tuning: trainable key/value prefixes in every attention layer."""
     from peft import PrefixTuningConfig, TaskType, get_peft_model

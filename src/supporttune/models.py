@@ -185,8 +185,12 @@ def load_tokenizer(ref: ModelRef):
     return tok
 
 
-def load_model(ref: ModelRef, *, dtype: torch.dtype, device: str, quantize_4bit: bool = False):
-    """Load the base causal LM (optionally NF4 4-bit with double quantization) on ``device``."""
+def load_model(ref: ModelRef, *, dtype: torch.dtype, device: str, quantize_4bit: bool = False,
+               compute_dtype: torch.dtype | None = None):
+    """Load the base causal LM (optionally NF4 4-bit with double quantization) on ``device``.
+
+    A 4-bit base computes in ``compute_dtype``: by default bf16 where the device has it, else fp16.
+    """
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     kwargs: dict = {"dtype": dtype}
@@ -194,7 +198,7 @@ def load_model(ref: ModelRef, *, dtype: torch.dtype, device: str, quantize_4bit:
         ok, why = bnb_available()
         if not ok:
             raise UserError(f"QLoRA needs 4-bit support: {why}. Use --method lora instead.")
-        compute = torch.bfloat16 if (device == "cpu" or torch.cuda.is_bf16_supported()) else torch.float16
+        compute = compute_dtype or (torch.bfloat16 if (device == "cpu" or torch.cuda.is_bf16_supported()) else torch.float16)
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=compute)

@@ -1,11 +1,19 @@
-"""THE prompt builder. Training, evaluation, chat and serve all call ``encode_prompt``.
+"""THE prompt builder. Training, evaluation, chat, serve and the rating export all call it.
 
 Two formats:
-  * ``chat``: the model's own chat template; the system turn names the brand and carries the
-    tagging engine's ``[PRIORITY: ...] [SENTIMENT: ...] [CATEGORY: ...]``; the user turn is the
-    customer message; the reply follows the assistant header.
+  * ``chat``: the model's own chat template. The system turn names the brand, carries the tagging
+    engine's ``[PRIORITY: ...] [SENTIMENT: ...] [CATEGORY: ...]`` and, with ``retrieve > 0``, the
+    replies this team gave to the most similar past messages; up to ``history`` earlier turns of
+    the conversation follow as chat turns; then the customer message and the assistant header.
   * ``plain``: the seed system's ``Customer message: {input}\\nAgent response: {output}``, with the
-    tags prefixed.
+    tags, the retrieved examples and the history as earlier exchanges in the same format.
+
+What the builder renders comes from the example itself: ``example["exemplars"]`` (attached by
+``retrieval.attach_exemplars`` from the run's exemplar index) and ``example["history"]`` (earlier
+turns, kept by ``prepare``; a live conversation's earlier messages in chat/serve). The spec says
+how many of each to show, so one spec read from the run directory reproduces the training prompt.
+Long exemplars and history turns are cut to ``context_tokens`` tokens each; the customer's own
+message is never cut.
 
 The prompt and the reply are tokenized separately and concatenated, so the token ids the model
 sees before the reply are exactly the ids ``encode_prompt`` gives at inference time.
@@ -13,18 +21,34 @@ sees before the reply are exactly the ids ``encode_prompt`` gives at inference t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
 PromptFormat = Literal["chat", "plain"]
 SYSTEM = "You are a helpful customer support agent{brand}. Reply to the customer briefly, politely and helpfully."
+EXEMPLARS_HEAD = "Replies this team gave to similar messages (use them when they fit, ignore them when they do not):"
 PLAIN = "Customer message: {input}\nAgent response:"
 
 
 @dataclass(frozen=True)
 class PromptSpec:
+    """Everything that decides a prompt's tokens besides the example: saved in every run directory."""
+
     format: PromptFormat = "chat"
     tags: bool = True
+    sentiment: str = "vader"  # the tagger's lexicon for live messages (as in prepare)
+    retrieve: int = 0  # retrieved past exchanges shown in the prompt
+    retrieval: str = "tfidf"  # how they are found (see retrieval.py)
+    history: int = 0  # earlier turns of the conversation shown as chat turns
+    context_tokens: int = 96  # each exemplar / history turn is cut to this many tokens
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "PromptSpec":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (d or {}).items() if k in known})
 
 
 def tag_line(example: dict) -> str:
@@ -33,28 +57,65 @@ def tag_line(example: dict) -> str:
             f"[CATEGORY: {example.get('category', 'other').upper()}]")
 
 
+def _cut(tokenizer, text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` tokens (whole tokens, so no broken characters at the end)."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) <= limit:
+        return text
+    return tokenizer.decode(ids[:limit], skip_special_tokens=True).rstrip() + " ..."
+
+
+def _exemplars(tokenizer, example: dict, spec: PromptSpec) -> list[dict]:
+    if spec.retrieve <= 0:
+        return []
+    return [{"input": _cut(tokenizer, e["input"], spec.context_tokens), "output": _cut(tokenizer, e["output"], spec.context_tokens)}
+            for e in (example.get("exemplars") or [])[: spec.retrieve]]
+
+
+def _history(tokenizer, example: dict, spec: PromptSpec) -> list[dict]:
+    if spec.history <= 0:
+        return []
+    turns = (example.get("history") or [])[-spec.history:]
+    return [{"role": "assistant" if t["role"] == "assistant" else "user",
+             "content": _cut(tokenizer, t["content"], spec.context_tokens)} for t in turns if t.get("content")]
+
+
+def chat_messages(tokenizer, example: dict, spec: PromptSpec, shots: list[dict] | None = None) -> list[dict]:
+    """The conversation the model sees before the reply, as chat messages (chat format)."""
+    brand = example.get("brand") or ""
+    system = SYSTEM.format(brand=f" for {brand}" if brand else "")
+    if spec.tags:
+        system += " " + tag_line(example)
+    exemplars = _exemplars(tokenizer, example, spec)
+    if exemplars:
+        system += "\n\n" + EXEMPLARS_HEAD + "".join(
+            f"\n{i}. Customer: {e['input']}\n   Agent: {e['output']}" for i, e in enumerate(exemplars, 1))
+    messages = [{"role": "system", "content": system}]
+    for s in shots or []:
+        messages += [{"role": "user", "content": s["input"]}, {"role": "assistant", "content": s["output"]}]
+    messages += _history(tokenizer, example, spec)
+    messages.append({"role": "user", "content": example["input"]})
+    return messages
+
+
 def prompt_text(tokenizer, example: dict, spec: PromptSpec, shots: list[dict] | None = None) -> str:
     """The text that precedes the agent's reply for one customer message.
 
     ``shots`` (the few-shot baseline) are earlier exchanges shown before the message.
     """
-    brand = example.get("brand") or ""
-    shots = shots or []
     if spec.format == "chat" and getattr(tokenizer, "chat_template", None):
-        system = SYSTEM.format(brand=f" for {brand}" if brand else "")
-        if spec.tags:
-            system += " " + tag_line(example)
-        messages = [{"role": "system", "content": system}]
-        for s in shots:
-            messages += [{"role": "user", "content": s["input"]}, {"role": "assistant", "content": s["output"]}]
-        messages.append({"role": "user", "content": example["input"]})
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return tokenizer.apply_chat_template(chat_messages(tokenizer, example, spec, shots), tokenize=False,
+                                             add_generation_prompt=True)
     if spec.format == "chat":
         raise ValueError("prompt format 'chat' needs a tokenizer with a chat template; use --prompt-format plain")
+    brand = example.get("brand") or ""
     head = (tag_line(example) + " ") if spec.tags else ""
     if brand:
         head += f"[BRAND: {brand}] "
-    context = "".join(PLAIN.format(input=s["input"]) + " " + s["output"] + "\n\n" for s in shots)
+    earlier = list(shots or []) + _exemplars(tokenizer, example, spec)
+    context = "".join(PLAIN.format(input=s["input"]) + " " + s["output"] + "\n\n" for s in earlier)
+    for t in _history(tokenizer, example, spec):
+        context += (f"Agent response: {t['content']}\n" if t["role"] == "assistant" else f"Customer message: {t['content']}\n")
     return head + context + PLAIN.format(input=example["input"])
 
 

@@ -1,11 +1,15 @@
-"""Answer live customer messages: tag them, build THE prompt, generate. Used by chat and serve."""
+"""Answer live customer messages: tag them, build THE prompt, generate. Used by chat and serve.
+
+A live message may come with the conversation so far (``history``: earlier turns, oldest first,
+as ``{"role": "user"|"assistant", "content"}``); the prompt shows as many of them as the run was
+trained with, and the run's exemplar index adds retrieved examples, exactly as in training.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from .generate import Agent, DecodeSettings, _generate_ids
-from .prompts import encode_prompt
 from .tagging import tag
 
 
@@ -20,9 +24,10 @@ class Reply:
     finish_reason: str
 
 
-def live_example(agent: Agent, message: str, brand: str | None) -> dict:
+def live_example(agent: Agent, message: str, brand: str | None, history: list[dict] | None = None) -> dict:
     t = tag(message, agent.sentiment)
-    return {"input": message, "brand": brand or "", "sentiment": t.sentiment, "priority": t.priority, "category": t.category}
+    return {"input": message, "brand": brand or "", "sentiment": t.sentiment, "priority": t.priority,
+            "category": t.category, "history": list(history or [])}
 
 
 def context_limit(agent: Agent) -> int:
@@ -33,16 +38,15 @@ def context_limit(agent: Agent) -> int:
     return int(limit or 2048)
 
 
-def respond_batch(agent: Agent, items: list[tuple[str, str | None]], max_new_tokens: int,
-                  temperature: float = 0.0) -> list[Reply]:
-    """Replies for several (message, brand) pairs in one generation call (greedy at temperature 0)."""
-    examples = [live_example(agent, m, b) for m, b in items]
-    prompts = [encode_prompt(agent.tokenizer, ex, agent.spec) for ex in examples]
+def respond_batch(agent: Agent, items: list[tuple], max_new_tokens: int, temperature: float = 0.0) -> list[Reply]:
+    """Replies for several ``(message, brand[, history])`` items in one generation call (greedy at temperature 0)."""
+    examples = [live_example(agent, *item) for item in items]
+    prompts = [agent.prompt_ids(ex) for ex in examples]
     gens = _generate_ids(agent, prompts, DecodeSettings(max_new_tokens=max_new_tokens, batch_size=len(prompts),
                                                           do_sample=temperature > 0, temperature=temperature or 1.0))
     return [Reply(g.text, ex["sentiment"], ex["priority"], ex["category"], len(p), g.new_tokens,
                   "length" if g.hit_max else "stop") for ex, p, g in zip(examples, prompts, gens)]
 
 
-def prompt_length(agent: Agent, message: str, brand: str | None) -> int:
-    return len(encode_prompt(agent.tokenizer, live_example(agent, message, brand), agent.spec))
+def prompt_length(agent: Agent, message: str, brand: str | None, history: list[dict] | None = None) -> int:
+    return len(agent.prompt_ids(live_example(agent, message, brand, history)))

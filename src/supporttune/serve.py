@@ -67,6 +67,7 @@ class ServeOptions:
 class _Job:
     message: str
     brand: str | None
+    history: list[dict]
     max_tokens: int
     temperature: float
     future: asyncio.Future
@@ -89,8 +90,9 @@ class Batcher:
         if self._task:
             self._task.cancel()
 
-    async def submit(self, message: str, brand: str | None, max_tokens: int, temperature: float = 0.0) -> Reply:
-        job = _Job(message, brand, max_tokens, temperature, asyncio.get_running_loop().create_future())
+    async def submit(self, message: str, brand: str | None, max_tokens: int, temperature: float = 0.0,
+                     history: list[dict] | None = None) -> Reply:
+        job = _Job(message, brand, list(history or []), max_tokens, temperature, asyncio.get_running_loop().create_future())
         await self.queue.put(job)
         return await job.future
 
@@ -117,7 +119,7 @@ class Batcher:
     async def _run(self, jobs: list[_Job], temperature: float) -> None:
         longest = max(j.max_tokens for j in jobs)
         try:
-            replies = await asyncio.to_thread(respond_batch, self.agent, [(j.message, j.brand) for j in jobs], longest,
+            replies = await asyncio.to_thread(respond_batch, self.agent, [(j.message, j.brand, j.history) for j in jobs], longest,
                                               temperature)
         except Exception as e:  # a generation error fails this batch, not the server
             for j in jobs:
@@ -170,14 +172,14 @@ def create_app(agent: Agent, opts: ServeOptions | None = None) -> FastAPI:
         return _error(422, f"{where or 'body'}: {first.get('msg')}", "invalid_request_error")
 
     async def answer(message: str, brand: str | None, max_tokens: int | None,
-                     temperature: float | None = None) -> Reply | JSONResponse:
+                     temperature: float | None = None, history: list[dict] | None = None) -> Reply | JSONResponse:
         budget = max_tokens or opts.max_new_tokens
-        n = await asyncio.to_thread(prompt_length, agent, message, brand)
+        n = await asyncio.to_thread(prompt_length, agent, message, brand, history)
         if n + budget > limit:
             return _error(422, f"message too long: {n} prompt tokens + {budget} new tokens exceed the model's "
                                f"context of {limit}", "context_length_exceeded")
         try:
-            return await batcher.submit(message, brand, budget, temperature or 0.0)
+            return await batcher.submit(message, brand, budget, temperature or 0.0, history)
         except Exception as e:
             return _error(500, f"generation failed: {type(e).__name__}: {e}", "server_error")
 
@@ -197,10 +199,13 @@ def create_app(agent: Agent, opts: ServeOptions | None = None) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat_completions(req: ChatRequest):
-        users = [m.content for m in req.messages if m.role == "user"]
-        if not users or not users[-1].strip():
+        last = max((i for i, m in enumerate(req.messages) if m.role == "user"), default=None)
+        if last is None or not req.messages[last].content.strip():
             return _error(422, "messages: needs a non-empty user message", "invalid_request_error")
-        r = await answer(users[-1], req.brand, req.max_tokens, req.temperature)
+        # the conversation so far (user and assistant turns before the last user message) is the history
+        history = [{"role": m.role, "content": m.content} for m in req.messages[:last]
+                   if m.role in ("user", "assistant") and m.content.strip()]
+        r = await answer(req.messages[last].content, req.brand, req.max_tokens, req.temperature, history)
         if isinstance(r, JSONResponse):
             return r
         return {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),

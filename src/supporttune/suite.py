@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -20,12 +21,14 @@ import yaml
 
 from . import distributed
 from .batching import split_global_batch
-from .config import EvalConfig, PrepareConfig, SuiteConfig, TrainConfig, validation_message
+from .cmdconfig import SUITE_PRESETS
+from .config import EvalConfig, PrepareConfig, SuiteConfig, TrainConfig, load_yaml_config
 from .errors import Interrupted, RunFailed, UserError
-from .io import read_json, read_yaml_mapping, write_json
+from .io import read_json, sha256_json, write_json
 from .memory import free_memory
+from .rundir import saved_identity
 
-PRESETS = ("quick", "full", "seed-recipe")
+PRESETS = SUITE_PRESETS  # configs/<name>.yaml (full = default.yaml); `run --preset` offers exactly these
 
 
 def preset_path(name: str) -> Path:
@@ -35,18 +38,17 @@ def preset_path(name: str) -> Path:
 
 
 def load_suite(path: Path, overrides: dict | None = None) -> SuiteConfig:
-    from pydantic import ValidationError
+    return load_yaml_config(SuiteConfig, path, "suite config", overrides)
 
-    doc = read_yaml_mapping(path, "suite config")
-    for key, value in (overrides or {}).items():
-        if key in ("model",):
-            doc.setdefault("defaults", {})[key] = value
-        else:
-            doc[key] = value
-    try:
-        return SuiteConfig(**doc)
-    except ValidationError as e:
-        raise UserError(f"{path}: {validation_message(e)}") from None
+
+def check_inputs(cfg: SuiteConfig) -> None:
+    """Before the suite directory is touched: the data exists and every variant's base model resolves."""
+    from .models import resolve
+
+    if cfg.data != "builtin" and not Path(cfg.data).exists():
+        raise UserError(f"{cfg.data}: data not found (give a raw data file, 'builtin' or a prepared directory)")
+    for model in {TrainConfig(**{**cfg.defaults, **v}).model for v in cfg.expanded()}:
+        resolve(model)
 
 
 def preflight(cfg: SuiteConfig, nproc: int) -> None:
@@ -59,7 +61,7 @@ def preflight(cfg: SuiteConfig, nproc: int) -> None:
             raise UserError(f"variant {v['name']}: {e}") from None
 
 
-def _prepare_data(cfg: SuiteConfig, out: Path) -> Path:
+def prepare_data(cfg: SuiteConfig, out: Path) -> Path:
     given = Path(cfg.data)
     if given.is_dir() and (given / "train.jsonl").is_file():
         return given
@@ -84,16 +86,81 @@ def _run_variant(tcfg: TrainConfig, ecfg: dict, data: Path) -> None:
     from .train import train
 
     out = Path(tcfg.out)
-    resumable = (out / "config.yaml").is_file() and yaml.safe_load((out / "config.yaml").read_text()).get("identity") == tcfg.identity()
+    resumable = saved_identity(out) == tcfg.identity()
     train(tcfg.model_copy(update={"resume": resumable, "force": not resumable}))
     evaluate(EvalConfig(**{**ecfg, "run": out, "data": data, "force": True}))
 
 
 def _baseline_cfg(name: str, cfg: SuiteConfig, data: Path, out: Path) -> EvalConfig:
     """Baselines use the variants' base model and prompt format, so the comparison is like for like."""
-    d = cfg.defaults
-    return EvalConfig(**{**cfg.eval, "baseline": name, "model": d.get("model", "smollm2-135m"), "data": data, "out": out,
-                         "prompt_format": d.get("prompt_format", "chat"), "tags": d.get("tags", True), "force": True})
+    d = TrainConfig(**cfg.defaults)
+    return EvalConfig(**{**cfg.eval, "baseline": name, "model": d.model, "data": data, "out": out,
+                         "prompt_format": d.prompt_format, "tags": d.tags, "history": d.history,
+                         "retrieval": d.retrieval, "force": True})
+
+
+@dataclass
+class Job:
+    """One entry of a suite: a variant to train and evaluate, or a baseline to evaluate."""
+
+    kind: str  # "variant" | "baseline"
+    name: str
+    dir: Path
+    digest: str  # train/eval settings + test data content (not paths): a finished job with it is skipped, anywhere
+    train: TrainConfig | None = None
+    eval: EvalConfig | None = None
+
+    def entry(self, out: Path) -> dict:
+        return {"name": self.name, "kind": self.kind, "dir": str(self.dir.relative_to(out)), "digest": self.digest}
+
+    def done(self) -> bool:
+        return _done(self.dir, self.digest)
+
+    def run(self, ecfg: dict, data: Path) -> None:
+        if self.kind == "variant":
+            _run_variant(self.train, ecfg, data)
+        else:
+            from .evaluate import evaluate
+
+            evaluate(self.eval)
+
+
+def plan_jobs(cfg: SuiteConfig, out: Path, data: Path) -> list[Job]:
+    """Every entry of the suite, variants first, with the digests that make resuming safe."""
+    jobs = []
+    for v in cfg.expanded():
+        dir_ = out / "variants" / v["name"]
+        tcfg = TrainConfig(**{**cfg.defaults, **v, "data": data, "out": dir_})
+        ident = {k: v for k, v in tcfg.identity().items() if k != "data"}
+        digest = "-".join((sha256_json(ident)[:12], _eval_digest(EvalConfig(baseline="constant", out=dir_, **cfg.eval)),
+                           _data_digest(data)))
+        jobs.append(Job("variant", v["name"], dir_, digest, train=tcfg))
+    for b in cfg.baselines:
+        dir_ = out / "baselines" / b
+        ecfg = _baseline_cfg(b, cfg, data, dir_)
+        jobs.append(Job("baseline", b, dir_, _eval_digest(ecfg) + "-" + _data_digest(data), eval=ecfg))
+    return jobs
+
+
+def mark_done(job: Job, out: Path) -> None:
+    write_json(job.dir / "suite_entry.json", {**job.entry(out), "status": "ok"})
+
+
+def start_suite(cfg: SuiteConfig, out: Path, force: bool = False) -> Path:
+    """Create (or reuse) the suite directory, record the config, prepare the data; returns the data dir."""
+    import shutil
+
+    if force and out.exists():
+        shutil.rmtree(out)
+    fresh = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "suite.yaml").write_text(yaml.safe_dump(cfg.resolved(), sort_keys=False))
+    try:
+        return prepare_data(cfg, out)
+    except UserError:  # unreadable data: leave no half-made suite that a rerun would refuse
+        if fresh:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 def run_suite(cfg: SuiteConfig, out: Path, force: bool = False, log=print) -> dict:
@@ -104,44 +171,28 @@ def run_suite(cfg: SuiteConfig, out: Path, force: bool = False, log=print) -> di
     distributed.setup(pick_device(cfg.defaults.get("device", "auto")))
     main = distributed.is_main()
     log = log if main else (lambda _m: None)
-    data = None
-    if main:
-        if force and out.exists():
-            import shutil
-
-            shutil.rmtree(out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "suite.yaml").write_text(yaml.safe_dump(cfg.resolved(), sort_keys=False))
-        data = _prepare_data(cfg, out)
+    data = start_suite(cfg, out, force) if main else None
     data = distributed.broadcast(data)
     t0 = time.perf_counter()
+    eta = _Eta()
     entries = []
-    jobs = [("variant", v["name"], v) for v in cfg.expanded()] + [("baseline", b, None) for b in cfg.baselines]
-    for i, (kind, name, variant) in enumerate(jobs, 1):
-        dir_ = out / ("variants" if kind == "variant" else "baselines") / name
-        if kind == "variant":
-            tcfg = TrainConfig(**{**cfg.defaults, **variant, "data": data, "out": dir_})
-            digest = tcfg.digest() + "-" + EvalConfig(baseline="constant", out=dir_, **cfg.eval).digest()
-        else:
-            digest = _baseline_cfg(name, cfg, data, dir_).digest() + "-" + _data_digest(data)
-        entry = {"name": name, "kind": kind, "dir": str(dir_.relative_to(out)), "digest": digest}
-        if _done(dir_, digest):
+    jobs = plan_jobs(cfg, out, data)
+    for i, job in enumerate(jobs, 1):
+        kind, name, dir_, entry = job.kind, job.name, job.dir, job.entry(out)
+        if job.done():
             log(f"[{i}/{len(jobs)}] {kind} {name}: done earlier, skipped")
             entries.append({**entry, "status": "ok", "skipped": True})
             continue
-        log(f"[{i}/{len(jobs)}] {kind} {name}: running (elapsed {time.perf_counter() - t0:.0f}s)")
+        log(f"[{i}/{len(jobs)}] {kind} {name}: running (elapsed {_clock(time.perf_counter() - t0)}"
+            f"{eta.left([j.kind for j in jobs[i - 1:]])})")
         started = time.perf_counter()
         try:
-            if kind == "variant":
-                _run_variant(tcfg, cfg.eval, data)
-            else:
-                from .evaluate import evaluate
-
-                evaluate(_baseline_cfg(name, cfg, data, dir_))
+            job.run(cfg.eval, data)
             if main:
-                write_json(dir_ / "suite_entry.json", {**entry, "status": "ok"})
+                mark_done(job, out)
             distributed.barrier()
             entries.append({**entry, "status": "ok", "seconds": round(time.perf_counter() - started, 1)})
+            eta.done(kind, time.perf_counter() - started)
         except Interrupted:
             raise  # Ctrl-C / SIGTERM: stop the suite; `--resume` continues from the checkpoint
         except (UserError, RunFailed, RuntimeError, ValueError, OSError, MemoryError) as e:
@@ -165,7 +216,42 @@ def run_suite(cfg: SuiteConfig, out: Path, force: bool = False, log=print) -> di
     return results
 
 
+def _eval_digest(ecfg: EvalConfig) -> str:
+    """What defines an evaluation's result: not where it is written or the data's path (its content is hashed)."""
+    return sha256_json({k: v for k, v in ecfg.resolved().items() if k not in ("out", "run", "data", "force", "device")})[:12]
+
+
 def _data_digest(data: Path) -> str:
+    """The prepared splits' content (train feeds variants and retrieval, test is what is scored)."""
     from .io import sha256_file
 
-    return sha256_file(Path(data) / "test.jsonl")[:12]
+    return sha256_json([sha256_file(Path(data) / f"{s}.jsonl") for s in ("train", "val", "test")
+                        if (Path(data) / f"{s}.jsonl").is_file()])[:12]
+
+
+class _Eta:
+    """The suite's remaining time: each job left costs the mean of the finished jobs of its kind.
+
+    A variant (train + evaluate) and a baseline differ by orders of magnitude, so they are timed
+    apart, and a kind not timed yet is named rather than guessed.
+    """
+
+    def __init__(self):
+        self.seconds: dict[str, list[float]] = {"variant": [], "baseline": []}
+
+    def done(self, kind: str, seconds: float) -> None:
+        self.seconds[kind].append(seconds)
+
+    def left(self, kinds: list[str]) -> str:
+        means = {k: sum(v) / len(v) for k, v in self.seconds.items() if v}
+        if not means:
+            return ""
+        untimed = [k for k in kinds if k not in means]
+        more = f" + {len(untimed)} {untimed[0]}{'s' if len(untimed) > 1 else ''} not timed yet" if untimed else ""
+        return f", about {_clock(sum(means[k] for k in kinds if k in means))} left{more}"
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, m, s = seconds // 3600, seconds // 60 % 60, seconds % 60
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"

@@ -27,9 +27,6 @@ from functools import lru_cache
 from typing import Literal
 
 SentimentBackend = Literal["vader", "textblob"]
-SENTIMENTS = ("negative", "neutral", "positive")
-PRIORITIES = ("high", "medium", "low")
-CATEGORIES = ("complaint", "question", "other")
 
 SENTIMENT_CUTOFF = 0.05
 STRONG_NEGATIVE = -0.6

@@ -17,34 +17,31 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
-from . import distributed, methods
+from . import distributed, methods, rundir
 from .batching import EncodedDataset, PadCollator, load_split, split_global_batch
 from .config import TrainConfig
 from .errors import Interrupted, RunFailed, UserError
-from .io import read_json, read_jsonl, write_json, write_jsonl
+from .io import check_out_dir, read_json, read_jsonl, write_json, write_jsonl
 from .memory import PeakTracker, free_memory
 from .models import local_dir, module_names, pick_device, pick_dtype, resolve
 from .prompts import PromptSpec
 from .provenance import provenance
+from .rundir import CHECKPOINTS, RunRecord
 from .trainer import NonFiniteLoss, install_signal_handlers, restore_signal_handlers, steady_throughput, trainer_classes
-
-CHECKPOINTS = "checkpoints"
 
 
 def check_run_dir(cfg: TrainConfig) -> None:
     """Refuse to touch an existing run directory unless asked to (--resume / --force); no side effects."""
     out = Path(cfg.out)
+    check_out_dir(out)
     if not out.exists() or not any(out.iterdir()) or (cfg.force and not cfg.resume):
         return
     if not cfg.resume:
         raise UserError(f"{out}: run directory exists (use --resume to continue it or --force to start over)")
-    saved = out / "config.yaml"
-    if saved.is_file():
-        previous = yaml.safe_load(saved.read_text()).get("identity")
-        if previous and previous != cfg.identity():
-            raise UserError(f"{out}: was made with a different config; use --force to start over or another --out")
+    previous = rundir.saved_identity(out)
+    if previous and previous != cfg.identity():
+        raise UserError(f"{out}: was made with a different config; use --force to start over or another --out")
 
 
 def _check_run_dir(cfg: TrainConfig) -> Path | None:
@@ -61,6 +58,7 @@ def validate(cfg: TrainConfig):
     """Everything checkable without loading weights: method, data files, target modules."""
     method = methods.get(cfg.method)
     ref = resolve(cfg.model)
+    _check_report_to(cfg.report_to)
     train_rows = load_split(cfg.data, "train")
     val_rows = load_split(cfg.data, "val", required=False)
     if method.uses_targets:
@@ -70,6 +68,15 @@ def validate(cfg: TrainConfig):
             linear = sorted(n for n in names if n.endswith("proj"))
             raise UserError(f"target module(s) {', '.join(missing)} not in {cfg.model} (it has: {', '.join(linear)})")
     return method, ref, train_rows, val_rows
+
+
+def _check_report_to(targets: list[str]) -> None:
+    import importlib.util
+
+    needs = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}
+    for target in targets:
+        if not any(importlib.util.find_spec(m) for m in needs[target]):
+            raise UserError(f"--report-to {target} needs the {needs[target][0]} package (pip install {needs[target][0]})")
 
 
 def _check_fsdp(cfg: TrainConfig, device: str) -> None:
@@ -112,11 +119,11 @@ def _training_args(cfg: TrainConfig, device: str, dtype: torch.dtype, has_val: b
         gradient_accumulation_steps=plan["grad_accum_per_device"], num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps or -1, learning_rate=cfg.lr, warmup_steps=cfg.warmup,
         weight_decay=cfg.weight_decay, lr_scheduler_type="linear",
-        logging_steps=cfg.logging_steps, logging_nan_inf_filter=False,
+        logging_steps=cfg.logging_steps, logging_first_step=True, logging_nan_inf_filter=False,
         eval_strategy="epoch" if has_val else "no", save_strategy="steps", save_steps=cfg.save_steps,
         save_total_limit=2, seed=cfg.seed, data_seed=cfg.seed,
         bf16=dtype == torch.bfloat16 and device == "cuda", fp16=dtype == torch.float16 and device == "cuda",
-        use_cpu=device == "cpu", report_to="none", remove_unused_columns=False,
+        use_cpu=device == "cpu", report_to=cfg.report_to or "none", run_name=cfg.variant, remove_unused_columns=False,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         dataloader_num_workers=0, disable_tqdm=os.environ.get("SUPPORTTUNE_PROGRESS") == "0",
         optim="adamw_torch", ddp_backend=plan["backend"],
@@ -130,6 +137,8 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> dict:
 
     Under a multi-process launch every rank runs this; rank 0 alone touches the run directory.
     """
+    if distributed.is_main():
+        check_run_dir(cfg)  # a wrong --out fails before anything is read or loaded
     method, ref, train_rows, val_rows = validate(cfg)
     device = pick_device(cfg.device)
     _check_fsdp(cfg, device)
@@ -143,8 +152,8 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         local_dir(ref)  # fill the model cache once, before the other ranks read it
     resume_from = distributed.broadcast(resume_from)  # also holds the other ranks back until now
-    if cfg.resume and (out / "train_summary.json").is_file():
-        return read_json(out / "train_summary.json")
+    if cfg.resume and (out / rundir.SUMMARY).is_file():
+        return read_json(out / rundir.SUMMARY)
     if cfg.precision == "fp16" and device == "cpu":
         dtype, precision_note = torch.float32, "fp16 asked for, but fp16 training needs a GPU: ran fp32 on CPU"
     else:
@@ -154,10 +163,16 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> dict:
     from .models import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(ref)
-    spec = PromptSpec(cfg.prompt_format, cfg.tags)
+    spec = prompt_spec(cfg)
     rows = train_rows[: cfg.max_train_samples] if cfg.max_train_samples else train_rows
-    train_ds = EncodedDataset(rows, tokenizer, spec, cfg.max_length)
-    val_ds = EncodedDataset(val_rows[: cfg.max_val_samples] if cfg.max_val_samples else val_rows, tokenizer, spec, cfg.max_length)
+    index = None
+    if spec.retrieve:
+        from .retrieval import ExemplarIndex
+
+        index = ExemplarIndex(rows, spec.retrieval)  # the training split only: nothing of val/test leaks in
+    train_ds = EncodedDataset(rows, tokenizer, spec, cfg.max_length, index, cfg.distract_share, cfg.seed)
+    val_ds = EncodedDataset(val_rows[: cfg.max_val_samples] if cfg.max_val_samples else val_rows, tokenizer, spec,
+                            cfg.max_length, index)
     if not len(train_ds):
         raise UserError(f"{cfg.data}: no training pair fits max_length={cfg.max_length}")
     peak = PeakTracker(device)
@@ -166,14 +181,16 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> dict:
     model = method.build(model, cfg, local_dir(ref))
     trainable, total = model.get_nb_trainable_parameters()
     if distributed.is_main():
-        _write_config(cfg, out, ref, device, dtype, precision_note, trainable, total, plan)
-        if resume_from is None and (out / "loss.jsonl").exists():
-            (out / "loss.jsonl").unlink()
+        _write_record(cfg, out, ref, spec, device, dtype, precision_note, trainable, total, plan)
+        if index is not None:
+            rundir.save_exemplars(out, index.rows)
+        if resume_from is None and (out / rundir.LOSS).exists():
+            (out / rundir.LOSS).unlink()
         elif resume_from is not None:
-            _truncate_log(out / "loss.jsonl", int(resume_from.name.rsplit("-", 1)[-1]))
+            _truncate_log(out / rundir.LOSS, int(resume_from.name.rsplit("-", 1)[-1]))
 
     SupportTrainer, RunLog = trainer_classes()
-    log = RunLog(out / "loss.jsonl", peak)
+    log = RunLog(out / rundir.LOSS, peak)
     trainer = SupportTrainer(
         model=model, args=_training_args(cfg, device, dtype, bool(len(val_ds)), plan, _fsdp_args(cfg, model)),
         train_dataset=train_ds, eval_dataset=val_ds if len(val_ds) else None,
@@ -181,6 +198,9 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> dict:
         callbacks=[log, *(callbacks or [])])
     trainer.global_batch = plan["global_batch"]
     log.trainer = trainer
+    for cb in trainer.callback_handler.callbacks:  # its default folder is inside checkpoints/, deleted at the end
+        if type(cb).__name__ == "TensorBoardCallback" and getattr(cb, "logging_dir", None) is None:
+            cb.logging_dir = str(out / rundir.TENSORBOARD)
     if cfg.fsdp and not trainer.is_fsdp_enabled:
         raise RunFailed("--fsdp was asked for, but the Trainer did not enable FSDP (launch with --nproc)")
     handlers = install_signal_handlers(log)
@@ -198,8 +218,8 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> dict:
         raise Interrupted(f"interrupted at step {trainer.state.global_step}; checkpoint saved in {out / CHECKPOINTS}. "
                           f"Rerun with --resume to continue.")
     final_val = None
-    if distributed.is_main() and (out / "loss.jsonl").exists():
-        logged = [r for r in read_jsonl(out / "loss.jsonl") if "val_loss" in r]
+    if distributed.is_main() and (out / rundir.LOSS).exists():
+        logged = [r for r in rundir.loss_log(out) if "val_loss" in r]
         final_val = logged[-1]["val_loss"] if logged and logged[-1]["step"] == trainer.state.global_step else None
     final_val = distributed.broadcast(final_val)
     if final_val is None and len(val_ds):
@@ -212,7 +232,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> dict:
     peaks = distributed.all_gather(peak.result())
     summary = None
     if distributed.is_main():
-        losses = [r["train_loss"] for r in read_jsonl(out / "loss.jsonl") if "train_loss" in r]
+        losses = [r["train_loss"] for r in rundir.loss_log(out) if "train_loss" in r]
         summary = {
             "variant": cfg.variant, "method": cfg.method, "model": cfg.model, "device": device, "dtype": str(dtype).split(".")[-1],
             "trainable_params": trainable, "total_params": total, "trainable_pct": round(100 * trainable / total, 4),
@@ -226,7 +246,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> dict:
             "resumed_from": str(resume_from) if resume_from else None, "precision_note": precision_note,
             "parallel": plan, **{k: max(p[k] for p in peaks) for k in peaks[0]},  # peaks: the largest rank's
         }
-        write_json(out / "train_summary.json", summary)
+        write_json(out / rundir.SUMMARY, summary)
         shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
     summary = distributed.broadcast(summary)  # and the other ranks wait until the run directory is final
     del trainer, model
@@ -244,14 +264,19 @@ def _save_adapter(trainer, model, cfg: TrainConfig, out: Path) -> None:
         model.save_pretrained(out)
 
 
-def _write_config(cfg, out, ref, device, dtype, note, trainable, total, plan) -> None:
-    doc = {"train": cfg.resolved(), "identity": cfg.identity(), "config_hash": cfg.digest(), "parallel": plan,
-           "model": {"name": ref.name, "kind": ref.kind, "location": ref.location},
-           "prompt": {"format": cfg.prompt_format, "tags": cfg.tags, "sentiment": _data_sentiment(cfg.data)},
-           "device": device, "dtype": str(dtype).split(".")[-1], "precision_note": note,
-           "trainable_params": trainable, "total_params": total,
-           **provenance({s: Path(cfg.data) / f"{s}.jsonl" for s in ("train", "val", "test")})}
-    (out / "config.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+def prompt_spec(cfg: TrainConfig) -> PromptSpec:
+    """The prompt a run trains with; saved in its record, so inference rebuilds exactly this prompt."""
+    return PromptSpec(format=cfg.prompt_format, tags=cfg.tags, sentiment=_data_sentiment(cfg.data),
+                      retrieve=cfg.retrieve, retrieval=cfg.retrieval, history=cfg.history,
+                      context_tokens=cfg.context_tokens)
+
+
+def _write_record(cfg, out, ref, spec, device, dtype, note, trainable, total, plan) -> None:
+    RunRecord(train=cfg.resolved(), identity=cfg.identity(), config_hash=cfg.digest(), parallel=plan,
+              model={"name": ref.name, "kind": ref.kind, "location": ref.location}, prompt=spec.as_dict(),
+              device=device, dtype=str(dtype).split(".")[-1], precision_note=note, trainable_params=trainable,
+              total_params=total, **provenance({s: Path(cfg.data) / f"{s}.jsonl" for s in ("train", "val", "test")})
+              ).write(out)
 
 
 def _data_sentiment(data: Path) -> str:

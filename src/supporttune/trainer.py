@@ -4,7 +4,9 @@
   order whatever the number of processes (``GlobalOrderSampler``), and validates with a
   token-weighted loss sharded over the ranks;
 - ``RunLog``: loss.jsonl as it goes (rank 0), peak memory, per-step clock for steady throughput,
-  and checkpoint-then-stop on SIGINT/SIGTERM, agreed between ranks so all stop at one step.
+  and checkpoint-then-stop on SIGINT/SIGTERM, agreed between ranks so all stop at one step (and
+  said on the terminal at once: Ctrl-C with no feedback reads as a hang); the last step's loss is
+  always logged, so short runs have real first and final losses.
 """
 
 from __future__ import annotations
@@ -88,6 +90,8 @@ def trainer_classes():
                 append_jsonl(self.path, row)
 
         def on_step_end(self, args, state, control, **kw):
+            if state.max_steps and state.global_step >= state.max_steps:
+                control.should_log = True  # the last step's loss, whatever logging_steps (short runs had none)
             self.peak.sample()
             if self.trainer is not None:  # the clock stands still while validating
                 self.marks.append((time.perf_counter() - self.trainer.eval_seconds, self.trainer.real_tokens))
@@ -128,8 +132,25 @@ def steady_throughput(marks: list[tuple[float, int]], tokens_now: int) -> dict:
     return {"steady_tokens_per_s": round(tokens / (t1 - t0), 1) if t1 > t0 else None, "steady_from_step": skip + 1}
 
 
-def install_signal_handlers(log) -> dict:
+STOPPING = ("stopping after this step and saving a checkpoint (`--resume` continues from it); "
+            "press Ctrl-C again to quit without saving")
+
+
+def install_signal_handlers(log, say=None) -> dict:
+    """Ctrl-C / SIGTERM: finish the current step, save, stop (``RunLog``). Says so once, on rank 0.
+
+    A second Ctrl-C in a single process quits at once (without a checkpoint of the current step);
+    launched ranks keep to the agreed stop, so that all of them save the same step.
+    """
+    import sys
+
+    say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+
     def handler(signum, frame):
+        if log.interrupted and signum == signal.SIGINT and not distributed.launched():
+            raise KeyboardInterrupt
+        if not log.interrupted and distributed.is_main():
+            say(f"\nsupporttune: {signal.Signals(signum).name}: {STOPPING}")
         log.interrupted = True
 
     previous = {}

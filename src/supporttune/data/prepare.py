@@ -1,5 +1,8 @@
 """The prepare stage: read -> clean -> filter -> dedupe -> tag -> split -> write.
 
+Each example keeps the earlier turns of its conversation (``history``, oldest first, redacted like
+the rest) so that prompts can show them (``--history N``).
+
 ``prepare(cfg)`` is the whole stage as one typed function; the CLI only builds the config.
 """
 
@@ -12,11 +15,12 @@ from pathlib import Path
 
 from ..config import PrepareConfig
 from ..errors import UserError
-from ..io import prepare_out_dir, sha256_file, write_json, write_jsonl
+from ..io import check_out_dir, prepare_out_dir, sha256_file, write_json, write_jsonl
 from ..progress import track
 from ..tagging import tag
 from .builtin import generate
 from .clean import Limits, clean_text, filter_reason
+from .messages import read_messages
 from .records import ReadResult
 from .split import split_by_thread
 from .tabular import read_tabular
@@ -28,7 +32,7 @@ SPLITS = ("train", "val", "test")
 def detect_format(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        return "jsonl"
+        return "messages" if _first_row_has(path, ("messages", "conversations")) else "jsonl"
     if suffix == ".json":
         return "json"
     if suffix in {".csv", ".tsv", ".txt"}:
@@ -39,16 +43,34 @@ def detect_format(path: Path) -> str:
     raise UserError(f"{path}: cannot tell the format from the extension '{suffix}' (pass --format twcs|jsonl|csv|json)")
 
 
+def _first_row_has(path: Path, keys: tuple[str, ...]) -> bool:
+    import json
+
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    return False
+                return isinstance(row, dict) and any(k in row for k in keys)
+    return False
+
+
 def read_source(cfg: PrepareConfig) -> tuple[ReadResult, str]:
     if cfg.input == "builtin":
         return generate(cfg.builtin_threads, seed=cfg.seed), "builtin"
     path = Path(cfg.input)
     if not path.exists():
         raise UserError(f"{path}: file not found")
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory; give a data file (a prepared directory needs no prepare)")
     fmt = detect_format(path) if cfg.format == "auto" else cfg.format
     if fmt == "twcs":
         return read_twcs(path), fmt
-    return read_tabular(path, fmt, cfg.input_col, cfg.output_col, cfg.brand_col), fmt
+    if fmt == "messages":
+        return read_messages(path, cfg.brand_col), fmt
+    return read_tabular(path, fmt, cfg.input_col, cfg.output_col, cfg.brand_col, instruction_col=cfg.instruction_col), fmt
 
 
 def clean_and_tag(raw: ReadResult, cfg: PrepareConfig) -> tuple[list[dict], Counter]:
@@ -70,9 +92,19 @@ def clean_and_tag(raw: ReadResult, cfg: PrepareConfig) -> tuple[list[dict], Coun
         examples.append({
             "id": pair.id, "thread_id": pair.thread_id, "input": inp, "output": out, "brand": pair.brand,
             "sentiment": tags.sentiment, "priority": tags.priority, "category": tags.category,
-            "sentiment_score": tags.score,
+            "sentiment_score": tags.score, "history": clean_history(pair.history),
         })
     return examples, dropped
+
+
+def clean_history(turns: list[dict]) -> list[dict]:
+    """Earlier turns, cleaned and redacted like the pair itself; turns left empty are dropped."""
+    out = []
+    for t in turns:
+        text = clean_text(t["content"], is_reply=t["role"] == "assistant")
+        if text:
+            out.append({"role": t["role"], "content": text})
+    return out
 
 
 def cap_pairs(examples: list[dict], max_pairs: int | None, seed: int) -> tuple[list[dict], int]:
@@ -97,6 +129,7 @@ def prepare(cfg: PrepareConfig) -> dict:
     """Run the data stage; returns the report that is also written to ``prepare_report.json``."""
     t0 = time.perf_counter()
     out = Path(cfg.out)
+    check_out_dir(out)
     if out.is_dir() and any(out.iterdir()) and not cfg.force:
         raise UserError(f"{out}: output directory exists and is not empty (use --force to overwrite)")
     raw, fmt = read_source(cfg)

@@ -13,6 +13,7 @@ class RawPair:
     output: str
     brand: str = ""
     meta: dict = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)  # earlier turns, oldest first: {"role", "content"}
 
 
 @dataclass

@@ -2,8 +2,9 @@
 
 Each brand reply (``inbound == False``) answering a customer tweet becomes one pair. When the
 customer wrote several tweets in a row before that reply (a tweet answering their own tweet),
-they are joined, oldest first, into one input. ``thread_id`` is the id of the conversation's root
-tweet, so every pair of one conversation shares it and the split can keep threads whole.
+they are joined, oldest first, into one input. The tweets before those (customer and brand, up
+to ``MAX_HISTORY``, oldest first) are the pair's ``history``. ``thread_id`` is the id of the
+conversation's root tweet, so every pair of one conversation shares it and the split can keep threads whole.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from .records import RawPair, ReadResult
 
 TWCS_COLUMNS = ["tweet_id", "author_id", "inbound", "created_at", "text", "response_tweet_id", "in_response_to_tweet_id"]
 MAX_JOINED = 3  # at most this many consecutive customer tweets form one input
+MAX_HISTORY = 8  # earlier turns of the thread kept per pair (the prompt shows at most `history` of them)
 
 
 def _is_inbound(value: str) -> bool:
@@ -81,6 +83,14 @@ def read_twcs(path: Path) -> ReadResult:
             chain.append(prev)
             cur = prev
         chain.reverse()
+        history = []
+        prev = tweets.get(chain[0]["parent"])
+        seen: set[int] = set()  # guards against a cycle of parent links
+        while prev is not None and len(history) < MAX_HISTORY and id(prev) not in seen:
+            seen.add(id(prev))
+            history.append({"role": "user" if prev["inbound"] else "assistant", "content": prev["text"]})
+            prev = tweets.get(prev["parent"])
+        history.reverse()
         result.pairs.append(
             RawPair(
                 id=f"twcs-{tid}",
@@ -89,6 +99,7 @@ def read_twcs(path: Path) -> ReadResult:
                 output=tw["text"],
                 brand=tw["author"],
                 meta={"customer_tweets": len(chain), "created_at": tw["created_at"]},
+                history=history,
             )
         )
     result.pairs.sort(key=lambda p: int(p.id[5:]) if p.id[5:].isdigit() else 0)

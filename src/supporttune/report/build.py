@@ -1,8 +1,10 @@
 """Collect every entry of a suite directory into ``results.json``: the one source of the report.
 
-Significance: every pair of entries is compared with a paired bootstrap on the same test
-examples (per-example ROUGE-L, chrF-sentence and semantic similarity; corpus BLEU recomputed on
-each resample). A difference is called significant at p < 0.05.
+Each entry carries every metric of the metrics table (``metrics.METRICS``; training figures joined
+from its run directory), CIs, breakdowns, worst cases and flags on its speed figures. Every pair
+of entries evaluated on the same examples is compared with a paired bootstrap on each metric the
+table marks ``test``. Then ``verdict.decide`` turns this into the decision the report opens with.
+Renderers (``render.py``, the CLI) only format what this file writes.
 """
 
 from __future__ import annotations
@@ -10,17 +12,17 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import yaml
+
+from .. import rundir
 from ..io import read_json, read_jsonl, write_json
-from ..metrics import CorpusStats
+from ..metrics import PRIMARY, CorpusStats, select
 from ..provenance import provenance
-from ..stats import paired_bootstrap, paired_corpus_bootstrap
+from ..stats import paired_test
+from .verdict import decide
 
 ALPHA = 0.05
-SIG_METRICS = ("rougeL", "bleu", "chrf", "semantic_sim")
-TABLE_KEYS = ("bleu", "bleu_nltk", "rouge1", "rouge2", "rougeL", "chrf", "semantic_sim", "perplexity", "length_ratio",
-              "empty_share", "runaway_share", "latency_p50_s", "latency_p95_s", "throughput_samples_per_s",
-              "throughput_tokens_per_s", "trainable_params", "trainable_pct", "adapter_bytes", "train_wall_time_s",
-              "train_tokens_per_s", "train_peak_rss_mb", "train_peak_cuda_mb")
+MIN_LATENCY_SAMPLES = 10  # fewer timed replies than this: the p50/p95 figures are flagged
 
 
 def _entries(out: Path) -> list[dict]:
@@ -30,9 +32,42 @@ def _entries(out: Path) -> list[dict]:
     entries = []  # a directory made by hand: every folder with eval/metrics.json
     for kind in ("variants", "baselines"):
         for d in sorted((out / kind).glob("*")) if (out / kind).is_dir() else []:
-            ok = (d / "eval" / "metrics.json").is_file()
+            ok = (d / rundir.EVAL / "metrics.json").is_file()
             entries.append({"name": d.name, "kind": kind[:-1], "dir": str(d.relative_to(out)), "status": "ok" if ok else "failed"})
     return entries
+
+
+def _generated(metrics: dict) -> bool:
+    """Whether the entry's replies were generated (and so have latency and throughput)."""
+    if "generated" in metrics:
+        return bool(metrics["generated"])
+    return "perplexity" in metrics  # metrics.json from before the flag: only model evaluations have this key
+
+
+def _figures(d: Path, metrics: dict) -> dict:
+    """Every metric of the table: from eval/metrics.json, or the run's training summary for training figures."""
+    summary = rundir.summary(d)
+    generated = _generated(metrics)
+    out = {}
+    for m in select():
+        if m.train_key and summary is not None:
+            value = summary.get(m.train_key)
+        else:
+            value = metrics.get(m.key)
+        out[m.key] = None if (m.generated_only and not generated) else value
+    return out
+
+
+def _speed_flags(metrics: dict) -> list[str]:
+    """Why the speed figures of an entry should not be trusted (empty: nothing known against them)."""
+    flags = []
+    n = metrics.get("latency_samples")
+    if n is not None and 0 < n < MIN_LATENCY_SAMPLES:
+        flags.append(f"latency from {n} timed replies (fewer than {MIN_LATENCY_SAMPLES})")
+    load, cpus = metrics.get("latency_load_1m"), metrics.get("latency_cpus")
+    if load is not None and cpus and load > cpus:
+        flags.append(f"machine busy while measuring (load {load:.1f} on {cpus} CPUs)")
+    return flags
 
 
 def _significance(loaded: dict[str, dict], n_resamples: int = 1000) -> list[dict]:
@@ -42,61 +77,72 @@ def _significance(loaded: dict[str, dict], n_resamples: int = 1000) -> list[dict
         if [r["id"] for r in pa] != [r["id"] for r in pb]:
             continue  # evaluated on different examples: not comparable pairwise
         row = {"a": a, "b": b}
-        for m in SIG_METRICS:
-            if m == "bleu":
-                res = paired_corpus_bootstrap(loaded[a]["corpus"], loaded[b]["corpus"], "bleu", n_resamples)
-            else:
-                xa, xb = [r["scores"][m] for r in pa], [r["scores"][m] for r in pb]
-                if None in xa or None in xb:
-                    continue
-                res = paired_bootstrap(xa, xb, n_resamples)
-            row[m] = {**res, "significant": res["p_value"] < ALPHA}
+        for m in select(test=True):
+            res = paired_test(m.key, [r["scores"].get(m.key) for r in pa], [r["scores"].get(m.key) for r in pb],
+                              loaded[a]["corpus"], loaded[b]["corpus"], n_resamples)
+            if res is not None:
+                row[m.key] = {**res, "significant": res["p_value"] < ALPHA}
         out.append(row)
     return out
 
 
-def build_results(out: Path) -> dict:
-    out = Path(out)
-    entries = []
-    loaded = {}
-    for e in _entries(out):
-        d = out / e["dir"]
-        item = {**e}
-        if e.get("status") == "ok" and (d / "eval" / "metrics.json").is_file():
-            metrics = read_json(d / "eval" / "metrics.json")
-            preds = read_jsonl(d / "eval" / "predictions.jsonl")
-            item["metrics"] = {k: metrics.get(k) for k in TABLE_KEYS}
-            item["ci"] = metrics.get("ci", {})
-            item["breakdown"] = {k: metrics.get(f"by_{k}") for k in ("category", "priority", "sentiment")}
-            item["worst"] = metrics.get("worst")
-            item["decoding"] = metrics.get("decoding")
-            item["samples"] = [{k: r[k] for k in ("id", "brand", "input", "reference", "prediction")} for r in preds[:6]]
-            if (d / "loss.jsonl").is_file():
-                item["loss"] = read_jsonl(d / "loss.jsonl")
-            if (d / "config.yaml").is_file():
-                import yaml
+def _entry(out: Path, e: dict, loaded: dict) -> dict:
+    d = out / e["dir"]
+    item = {**e}
+    eval_dir = d / rundir.EVAL
+    if e.get("status") == "ok" and (eval_dir / "metrics.json").is_file():
+        metrics = read_json(eval_dir / "metrics.json")
+        preds = read_jsonl(eval_dir / "predictions.jsonl")
+        item["metrics"] = _figures(d, metrics)
+        item["ci"] = metrics.get("ci", {})
+        item["generated"] = _generated(metrics)
+        item["speed_flags"] = _speed_flags(metrics) if item["generated"] else []
+        item["examples"] = len(preds)
+        item["breakdown"] = {k[3:]: v for k, v in metrics.items() if k.startswith("by_")}
+        item["worst"] = metrics.get("worst")
+        item["decoding"] = metrics.get("decoding")
+        item["latency_context"] = {k: metrics.get(k) for k in ("latency_samples", "latency_load_1m", "latency_cpus")}
+        item["samples"] = [{k: r[k] for k in ("id", "brand", "input", "reference", "prediction")} for r in preds[:6]]
+        if rundir.loss_log(d):
+            item["loss"] = rundir.loss_log(d)
+        if (d / rundir.CONFIG).is_file():
+            record = rundir.read_record(d, finished=False)
+            item["config"] = record.train
+            item["config_hash"] = record.config_hash
+            item["prompt"] = record.prompt
+        loaded[e["name"]] = {"predictions": preds, "corpus": CorpusStats([r["prediction"] for r in preds],
+                                                                           [r["reference"] for r in preds])}
+    elif (d / "failed.json").is_file():
+        item["error"] = read_json(d / "failed.json").get("error")
+        item["status"] = "failed"
+    else:
+        item["status"] = "failed"
+        item.setdefault("error", "no eval/metrics.json")
+    return item
 
-                conf = yaml.safe_load((d / "config.yaml").read_text())
-                item["config"] = conf.get("train")
-                item["config_hash"] = conf.get("config_hash")
-            loaded[e["name"]] = {"predictions": preds, "corpus": CorpusStats([r["prediction"] for r in preds],
-                                                                               [r["reference"] for r in preds])}
-        elif (d / "failed.json").is_file():
-            item["error"] = read_json(d / "failed.json").get("error")
-            item["status"] = "failed"
-        entries.append(item)
-    ok = [e for e in entries if "metrics" in e]
-    variants = [e for e in ok if e["kind"] == "variant"]
-    best = max(variants, key=lambda e: e["metrics"]["rougeL"] or 0)["name"] if variants else None
-    sig = _significance(loaded)
+
+def build_results(out: Path, n_resamples: int = 1000) -> dict:
+    """Read the suite directory ``out``, write ``out/results.json`` and return it."""
+    out = Path(out)
+    loaded: dict[str, dict] = {}
+    entries = [_entry(out, e, loaded) for e in _entries(out)]
+    variants = [e for e in entries if "metrics" in e and e["kind"] == "variant" and e["metrics"].get(PRIMARY) is not None]
+    status = out / "suite_status.json"
+    suite = (out / "suite.yaml").read_text() if (out / "suite.yaml").is_file() else None
     results = {
-        "suite": (out / "suite.yaml").read_text() if (out / "suite.yaml").is_file() else None,
-        "entries": entries, "best_variant": best, "best_by": "rougeL",
-        "significance": sig, "alpha": ALPHA,
-        "ties_with_best": sorted({r["b"] if r["a"] == best else r["a"] for r in sig if best in (r["a"], r["b"])
-                                  and not r.get("rougeL", {}).get("significant", True)}) if best else [],
+        "name": (yaml.safe_load(suite) or {}).get("name", out.name) if suite else out.name, "suite": suite,
+        "suite_seconds": read_json(status).get("seconds") if status.is_file() else None,
+        "entries": entries, "primary": PRIMARY, "alpha": ALPHA,
+        "best_variant": max(variants, key=lambda e: e["metrics"][PRIMARY])["name"] if variants else None,
+        "significance": _significance(loaded, n_resamples),
         "environment": provenance(),
         "data": read_json(out / "data" / "prepare_report.json") if (out / "data" / "prepare_report.json").is_file() else None,
     }
+    # Optional sections: one call each, adding one key (None when it has nothing to say).
+    # render.py shows them (its OPTIONAL_SECTIONS); the verdict below may cite them, so they come first.
+    from .preference import human_preference  # ratings.jsonl from `supporttune rate` (None without votes)
+
+    results["human_preference"] = human_preference(out, entries)
+    results["verdict"] = decide(results)
     write_json(out / "results.json", results)
     return results

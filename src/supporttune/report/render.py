@@ -1,6 +1,9 @@
 """Render results.json into report.md and a self-contained report.html (plots embedded).
 
-Templates only format numbers that results.json already holds; nothing is computed here.
+Layout, the same in both: the verdict (results.json's ``verdict``, word for word), the main table
+(headline metrics with CIs), the figures, optional sections (``OPTIONAL_SECTIONS``), then details
+(every metric by group, paired tests, per-group scores, worst and sample replies, failures,
+environment). Templates only format what results.json holds; nothing is computed here.
 """
 
 from __future__ import annotations
@@ -8,124 +11,128 @@ from __future__ import annotations
 import base64
 import html
 from pathlib import Path
+from typing import Callable
 
 from ..io import read_json
+from . import tables as T
 from .plots import make_all
+from .preference import render_preference  # the Human preference section of `supporttune rate`
 
-COLUMNS = [("bleu", "BLEU"), ("bleu_nltk", "BLEU (NLTK, seed)"), ("rouge1", "ROUGE-1"), ("rouge2", "ROUGE-2"),
-           ("rougeL", "ROUGE-L"), ("chrf", "chrF"), ("semantic_sim", "SemSim"), ("latency_p50_s", "p50 s"),
-           ("latency_p95_s", "p95 s"), ("throughput_samples_per_s", "samples/s"), ("trainable_pct", "trainable %")]
-CI_KEYS = {"bleu", "rougeL", "chrf", "semantic_sim", "rouge1", "rouge2", "bleu_nltk"}
+OPTIONAL_SECTIONS: tuple[tuple[str, Callable[[dict | None], tuple[str, str]]], ...] = (
+    ("human_preference", render_preference),
+)
+"""Sections that appear only when results.json holds their key: (key, renderer of that value ->
+(markdown, html)); shown after the figures. E.g. ("human_preference", render_preference)."""
 
-
-def _fmt(v, key="") -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        if key == "semantic_sim":
-            return f"{v:.3f}"
-        return f"{v:.4g}" if abs(v) < 1 else f"{v:.2f}"
-    return f"{v:,}" if isinstance(v, int) else str(v)
-
-
-def _cell(e: dict, key: str) -> str:
-    v = e["metrics"].get(key)
-    ci = e.get("ci", {}).get(key)
-    text = _fmt(v, key)
-    if ci and key in CI_KEYS:
-        text += f" [{_fmt(ci[0], key)}, {_fmt(ci[1], key)}]"
-    return text
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:0 auto;padding:1.2em;max-width:1200px;color:#222;
+line-height:1.4}
+h1{font-size:1.5em;margin:.2em 0 .6em}h2{font-size:1.2em;margin:1.6em 0 .4em;border-bottom:1px solid #ddd}
+.verdict{border-left:6px solid #c58a00;background:#fff8e6;padding:.7em 1em;margin:0 0 1em}
+.verdict.win{border-color:#2e7d32;background:#eef7ee}.verdict.none{border-color:#c62828;background:#fdecea}
+.verdict .headline{font-size:1.25em;font-weight:600;margin:.1em 0 .4em}.verdict ul{margin:.2em 0;padding-left:1.2em}
+.rule{color:#555;font-size:.85em;margin:.5em 0 0}
+.scroll{overflow-x:auto;margin:.5em 0}table{border-collapse:collapse;font-size:13px}
+td,th{border:1px solid #d4d4d4;padding:4px 7px;vertical-align:top;text-align:left}th{background:#f3f3f3}
+.names td:first-child{white-space:nowrap}td.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}tr.ship td{background:#eef7ee;font-weight:600}
+.note{color:#555;font-size:.85em;margin:.2em 0 .8em}img{max-width:100%;height:auto}
+details{margin:.6em 0}summary{cursor:pointer;font-weight:600;font-size:1.05em}
+"""
 
 
-def _sig_mark(results: dict, name: str) -> str:
-    best = results.get("best_variant")
-    if name == best:
-        return " **(best)**"
-    for r in results["significance"]:
-        if best in (r["a"], r["b"]) and name in (r["a"], r["b"]) and "rougeL" in r:
-            return " (≠ best, p<0.05)" if r["rougeL"]["significant"] else " (≈ best, n.s.)"
-    return ""
+def _name(results: dict) -> str:
+    return results.get("name") or "suite"
 
 
-def tables(results: dict) -> list[tuple[str, list[str], list[list[str]]]]:
-    """(title, header, rows) for every table; shared by the Markdown and HTML renderers."""
-    ok = [e for e in results["entries"] if "metrics" in e]
-    out = [("Results (95% bootstrap CIs in brackets)", ["variant", "kind"] + [c[1] for c in COLUMNS],
-            [[e["name"] + _sig_mark(results, e["name"]), e["kind"]] + [_cell(e, k) for k, _ in COLUMNS] for e in ok])]
-    failed = [e for e in results["entries"] if e.get("status") == "failed"]
-    if failed:
-        out.append(("Failed entries", ["name", "error"], [[e["name"], e.get("error", "?")] for e in failed]))
-    sig_rows = []
-    for r in results["significance"]:
-        cells = [r["a"], r["b"]]
-        for m in ("rougeL", "bleu", "chrf", "semantic_sim"):
-            x = r.get(m)
-            cells.append("-" if not x else f"{x['diff']:+.3g} (p={x['p_value']:.3f}){' *' if x['significant'] else ''}")
-        sig_rows.append(cells)
-    out.append(("Paired bootstrap: a − b (* = significant at p<0.05)", ["a", "b", "ROUGE-L", "BLEU", "chrF", "SemSim"], sig_rows))
-    cat_rows = []
-    for e in ok:
-        for group, values in (e.get("breakdown") or {}).items():
-            for value, s in (values or {}).items():
-                cat_rows.append([e["name"], f"{group}={value}", str(s["count"]), _fmt(s.get("rougeL")), _fmt(s.get("bleu")),
-                                 _fmt(s.get("semantic_sim"), "semantic_sim")])
-    out.append(("Per category, priority and sentiment", ["variant", "group", "n", "ROUGE-L", "BLEU", "SemSim"], cat_rows))
-    best = next((e for e in ok if e["name"] == results.get("best_variant")), None)
-    if best and best.get("worst"):
-        out.append((f"Worst examples of {best['name']} (by ROUGE-L)", ["input", "reference", "prediction", "ROUGE-L"],
-                    [[w["input"], w["reference"], w["prediction"], _fmt(w["rougeL"])] for w in best["worst"]["rougeL"]]))
-    if best:
-        out.append((f"Sample predictions of {best['name']}", ["brand", "input", "reference", "prediction"],
-                    [[s["brand"], s["input"], s["reference"], s["prediction"]] for s in best["samples"]]))
-    env = results.get("environment", {})
-    out.append(("Environment", ["item", "value"],
-                [[k, str(v)] for k, v in {**env.get("versions", {}), **env.get("hardware", {}), "git": env.get("git_commit")}.items()]
-                + [[f"config hash {e['name']}", e.get("config_hash", "-")] for e in ok if e.get("config_hash")]))
+def _verdict_class(v: dict) -> str:
+    if v.get("status") != "ok":
+        return "none"
+    return "win" if v.get("fine_tuning_wins") else "warn"
+
+
+def _md_table(t: T.Table) -> str:
+    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    rows = [[f"**{c}**" if i in t.marked and j == 0 else c for j, c in enumerate(r)] for i, r in enumerate(t.rows)]
+    align = ["---:" if j in t.numeric else "---" for j in range(len(t.header))]
+    lines = ["| " + " | ".join(esc(h) for h in t.header) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + (f"\n\n{t.note}" if t.note else "")
+
+
+def _html_table(t: T.Table) -> str:
+    e = html.escape
+    head = "".join(f"<th>{e(h)}</th>" for h in t.header)
+    body = "".join(
+        (f'<tr class="ship">' if i in t.marked else "<tr>")
+        + "".join(f'<td class="num">{e(str(c))}</td>' if j in t.numeric else f"<td>{e(str(c))}</td>" for j, c in enumerate(r))
+        + "</tr>" for i, r in enumerate(t.rows))
+    note = f'<p class="note">{e(t.note)}</p>' if t.note else ""
+    wrap = "scroll" if t.text else "scroll names"
+    return f'<div class="{wrap}"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>{note}'
+
+
+def _details(results: dict) -> list[T.Table]:
+    found = [*T.group_tables(results), T.significance_table(results), *T.breakdown_tables(results),
+             *T.examples_tables(results), T.failed_table(results), T.environment_table(results)]
+    return [t for t in found if t is not None]
+
+
+def _optional(results: dict) -> list[tuple[str, str]]:
+    out = []
+    for key, render in OPTIONAL_SECTIONS:
+        if results.get(key) is not None:
+            md, page = render(results.get(key))
+            if md:
+                out.append((md, page))
     return out
 
 
-def _summary(results: dict) -> str:
-    best = results.get("best_variant")
-    if not best:
-        return "No variant finished."
-    ties = results.get("ties_with_best") or []
-    text = f"Best variant by ROUGE-L: {best}."
-    if ties:
-        text += f" Not significantly different from it (paired bootstrap, p≥0.05): {', '.join(ties)}."
-    return text
+def markdown(results: dict, figs: list[tuple[str, Path]]) -> str:
+    v = results.get("verdict") or {}
+    parts = [f"# supporttune report: {_name(results)}", "", f"**{v.get('headline', '')}**", ""]
+    parts += [f"- {line}" for line in v.get("lines", [])] + ["", f"_{v.get('rule', '')}_", ""]
+    main = T.main_table(results)
+    if main:
+        parts += [f"## {main.title}", "", _md_table(main), ""]
+    if figs:
+        parts += ["## Figures", ""] + [f"![{title}](figures/{path.name})\n" for title, path in figs]
+    parts += [md + "\n" for md, _ in _optional(results)]
+    parts += ["## Details", ""]
+    for t in _details(results):
+        parts += [f"### {t.title}", "", _md_table(t), ""]
+    return "\n".join(parts)
 
 
-def _md_table(header, rows) -> str:
-    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+def page(results: dict, figs: list[tuple[str, Path]]) -> str:
+    e = html.escape
+    v = results.get("verdict") or {}
+    body = [f"<h1>supporttune report: {e(_name(results))}</h1>",
+            f'<section class="verdict {_verdict_class(v)}"><p class="headline">{e(v.get("headline", ""))}</p><ul>'
+            + "".join(f"<li>{e(line)}</li>" for line in v.get("lines", []))
+            + f'</ul><p class="rule">{e(v.get("rule", ""))}</p></section>']
+    main = T.main_table(results)
+    if main:
+        body.append(f"<h2>{e(main.title)}</h2>{_html_table(main)}")
+    if figs:
+        body.append("<h2>Figures</h2>")
+    for title, path in figs:
+        data = base64.b64encode(path.read_bytes()).decode()
+        body.append(f'<figure><img alt="{e(title)}" src="data:image/png;base64,{data}"></figure>')
+    body += [h for _, h in _optional(results)]
+    body.append("<h2>Details</h2>")
+    for t in _details(results):
+        body.append(f"<details><summary>{e(t.title)}</summary>{_html_table(t)}</details>")
+    return ("<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' content='width=device-width, "
+            f"initial-scale=1'><title>supporttune report: {e(_name(results))}</title><style>{CSS}</style></head><body>"
+            + "".join(body) + "</body></html>")
 
 
 def render_report(out: Path) -> tuple[Path, Path]:
     out = Path(out)
     results = read_json(out / "results.json")
     figs = make_all(results, out / "figures")
-    parts = ["# supporttune report", "", _summary(results), ""]
-    for title, header, rows in tables(results):
-        parts += [f"## {title}", "", _md_table(header, rows), ""]
-    for name, path in figs.items():
-        parts += [f"![{name}](figures/{path.name})", ""]
     md = out / "report.md"
-    md.write_text("\n".join(parts))
-    body = [f"<h1>supporttune report</h1><p>{html.escape(_summary(results))}</p>"]
-    for title, header, rows in tables(results):
-        body.append(f"<h2>{html.escape(title)}</h2><table><thead><tr>"
-                    + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr></thead><tbody>"
-                    + "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-                    + "</tbody></table>")
-    for name, path in figs.items():
-        data = base64.b64encode(path.read_bytes()).decode()
-        body.append(f'<h2>{html.escape(name)}</h2><img alt="{name}" src="data:image/png;base64,{data}">')
-    page = ("<!doctype html><html><head><meta charset='utf-8'><title>supporttune report</title><style>"
-            "body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;margin:1em 0;"
-            "font-size:13px}td,th{border:1px solid #ccc;padding:4px 6px;vertical-align:top}th{background:#f3f3f3}"
-            "img{max-width:100%}</style></head><body>" + "".join(body) + "</body></html>")
+    md.write_text(markdown(results, figs), encoding="utf-8")
     page_path = out / "report.html"
-    page_path.write_text(page, encoding="utf-8")
+    page_path.write_text(page(results, figs), encoding="utf-8")
     return md, page_path

@@ -1,4 +1,11 @@
-"""Orchestrates `supporttune bench`: data, both training paths per method, generation, JSON + table."""
+"""Seed recipe vs fast path: both training paths per method on the same step batches, then generation.
+
+Training: the same sequences per optimizer step (16), the same steps, the same initial weights,
+for each PEFT method; both paths see identical step batches, so their losses must agree within
+noise. Reported per path: real (non-pad) tokens/s, step-time median and spread over repeats, peak
+memory, final loss, and MFU = 4N (6N with checkpointing) x real tokens/s over the matmul rate
+measured on the same device. Then generation (generation.py). One JSON result, and a table.
+"""
 
 from __future__ import annotations
 
@@ -7,76 +14,44 @@ from pathlib import Path
 
 import torch
 
-from .bench import ARCHS, build_base, fast_path, matmul_peak_flops, seed_path, step_batches, train_path
-from .bench_gen import bench_generation
-from .config import BenchConfig
-from .io import write_json
-from .memory import free_memory
-from .prompts import PromptSpec, encode_example, encode_prompt
-from .provenance import provenance
+from ..batching import load_split
+from ..config import BenchConfig
+from ..io import write_json
+from ..memory import free_memory
+from ..models import pick_device
+from ..provenance import provenance
+from .archs import arch_of, random_checkpoint
+from .data import FoldedTokenizer, bench_tokenizer, prepared, step_batches, train_sequences
+from .generation import bench_generation
+from .train_paths import fast_path, matmul_peak_flops, seed_path, train_path
+
+PER_STEP = 16  # sequences per optimizer step, on both paths
 
 
-def bench_tokenizer(path: str | None):
-    from transformers import AutoTokenizer
-
-    from .models import load_tokenizer, resolve
-
-    return AutoTokenizer.from_pretrained(path) if path else load_tokenizer(resolve("smollm2-135m"))
-
-
-def _examples(cfg: BenchConfig, tok) -> tuple[list[dict], list[dict]]:
-    from .batching import load_split
-
-    if cfg.data == "builtin":
-        import tempfile
-
-        from .config import PrepareConfig
-        from .data.prepare import prepare
-
-        tmp = Path(tempfile.mkdtemp()) / "data"
-        prepare(PrepareConfig(input="builtin", out=tmp))
-        data = tmp
-    else:
-        data = Path(cfg.data)
-    spec = PromptSpec("plain", True)  # the seed's format for both paths: same tokens, fair comparison
-    train = [e for e in (encode_example(tok, r, spec, 512) for r in load_split(data, "train")) if e]
-    test = [{"prompt": encode_prompt(tok, r, spec)} for r in load_split(data, "test")]
-    return train, test
-
-
-def _arch(cfg: BenchConfig):
-    if cfg.model in ARCHS:
-        return cfg.model
-    from .models import load_config, resolve
-
-    return {k: v for k, v in load_config(resolve(cfg.model)).to_dict().items()
-            if k in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-                     "vocab_size", "max_position_embeddings", "rms_norm_eps", "tie_word_embeddings")}
-
-
-def run_bench(cfg: BenchConfig, log=print) -> dict:
-    device = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
+def seed_vs_fast(cfg: BenchConfig, log=print) -> dict:
+    device = pick_device(cfg.device)
+    arch = arch_of(cfg.model)
     tok = bench_tokenizer(cfg.tokenizer)
-    train, test = _examples(cfg, tok)
+    data = prepared(cfg.data)
+    train = train_sequences(data, FoldedTokenizer(tok, arch["vocab_size"]))
     steps = cfg.warmup + cfg.steps
-    batches = step_batches(train, steps, 16, cfg.seed)
+    batches = step_batches(train, steps, PER_STEP, cfg.seed)
     peak = matmul_peak_flops(device)
-    arch = _arch(cfg)
     log(f"device {device}; measured matmul peak {peak / 1e12:.1f} TFLOP/s; {len(train)} train sequences, "
-        f"{steps} steps ({cfg.warmup} warm-up) x 16 sequences")
+        f"{steps} steps ({cfg.warmup} warm-up) x {PER_STEP} sequences")
     rows = []
     paths = [seed_path(device), fast_path(device)]
     if cfg.compile:
         paths.append(fast_path(device, compile_=True))
     if cfg.liger:
         paths.append(fast_path(device, liger=True))
+    checkpoint = random_checkpoint(arch, device=device, seed=cfg.seed)
+    tok.save_pretrained(checkpoint)  # generation loads the model directory as any base model, tokenizer included
     for method in cfg.methods if cfg.training else []:
         for path in paths:
-            if method == "qlora" and device == "cpu" and path.dtype == "fp16":
-                continue
             log(f"  {method} / {path.name} ...")
             try:
-                r = train_path(arch, method, path, batches, device, cfg.warmup, cfg.repeats, peak)
+                r = train_path(checkpoint, method, path, batches, device, cfg.warmup, cfg.repeats, peak)
                 rows.append(r.__dict__)
                 log(f"    {r.tokens_per_s:,.0f} real tokens/s, step {r.step_time_median_s * 1000:.0f} ms, "
                     f"peak {r.peak_memory_mb:,.0f} MB, loss {r.final_loss:.3f}, MFU {r.mfu}")
@@ -86,16 +61,11 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
             free_memory()
     gen = None
     if cfg.generation:
-        dtype = torch.bfloat16 if device == "cuda" else torch.float32
-        model = build_base(arch, device, dtype, quantize=False)
-        gen = bench_generation(model, [t["prompt"] for t in test], device, cfg.new_tokens,
+        gen = bench_generation(checkpoint, load_split(data, "test"), device, cfg.new_tokens,
                                seed_samples=cfg.seed_loop_samples, static_cache=cfg.static_cache)
-        del model
-        free_memory()
-    summary = _ratios(rows)
     result = {"model": cfg.model, "weights": "random (speed does not depend on weight values)", "device": device,
               "device_name": torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or platform.machine(),
-              "matmul_peak_tflops": peak / 1e12, "config": cfg.resolved(), "training": rows, "ratios": summary,
+              "matmul_peak_tflops": peak / 1e12, "config": cfg.resolved(), "training": rows, "ratios": _ratios(rows),
               "generation": gen, **provenance()}
     if cfg.out:
         write_json(Path(cfg.out), result)

@@ -1,0 +1,126 @@
+"""The run directory: its layout and its typed record, in one place.
+
+A trained run is a folder that train writes and evaluate, chat, serve, export, suite, report and
+rate read. This module alone knows its file names and the schema of ``config.yaml``; everyone
+else goes through ``RunRecord`` (what was trained, on which base, with which prompt) and the
+helpers below::
+
+    RUN/
+      config.yaml          RunRecord: resolved train config, identity + hash, model, prompt spec,
+                           parallel plan, device/dtype, parameter counts, provenance
+      exemplars.jsonl      the exemplar index's rows (training split), when prompt.retrieve > 0
+      adapter_config.json  adapter_model.safetensors   (PEFT's own files)
+      loss.jsonl           train/val loss per logged step
+      train_summary.json   figures of the finished run
+      checkpoints/         only while training (removed at the end)
+      tensorboard/         event files, with --report-to tensorboard
+      eval/                metrics.json, predictions.jsonl
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import UserError
+from .io import read_json, read_jsonl, write_jsonl
+from .prompts import PromptSpec
+
+CONFIG = "config.yaml"
+SUMMARY = "train_summary.json"
+LOSS = "loss.jsonl"
+EXEMPLARS = "exemplars.jsonl"
+ADAPTER = "adapter_config.json"
+CHECKPOINTS = "checkpoints"
+TENSORBOARD = "tensorboard"
+EVAL = "eval"
+
+
+class RunRecord(BaseModel):
+    """What ``config.yaml`` holds. Written once by train (rank 0), read by every later stage."""
+
+    model_config = ConfigDict(extra="allow")
+
+    train: dict = Field(description="The resolved TrainConfig.")
+    identity: dict = Field(description="The fields that define the result (resume checks compare them).")
+    config_hash: str
+    model: dict = Field(description="ModelRef fields: name, kind, location.")
+    prompt: dict = Field(description="PromptSpec fields: everything that decides the prompt's tokens.")
+    parallel: dict = Field(default_factory=dict)
+    device: str = "cpu"
+    dtype: str = "float32"
+    precision_note: str | None = None
+    trainable_params: int = 0
+    total_params: int = 0
+
+    @property
+    def spec(self) -> PromptSpec:
+        return PromptSpec.from_dict(self.prompt)
+
+    @property
+    def model_ref(self):
+        from .models import ModelRef
+
+        return ModelRef(**self.model)
+
+    @property
+    def method(self) -> str:
+        return self.train["method"]
+
+    @property
+    def variant(self) -> str:
+        return self.train.get("name") or self.train["method"]
+
+    def write(self, run_dir: Path) -> None:
+        (Path(run_dir) / CONFIG).write_text(yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False))
+
+
+def read_record(run_dir: Path, finished: bool = True) -> RunRecord:
+    """The run's record; with ``finished``, also insist that training saved the adapter."""
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise UserError(f"{run_dir}: not a training run (no {CONFIG})")
+    if finished and not (Path(run_dir) / ADAPTER).is_file():
+        raise UserError(f"{run_dir}: training did not finish (no adapter); rerun train with --resume")
+    try:
+        return RunRecord(**yaml.safe_load(path.read_text()))
+    except (yaml.YAMLError, TypeError, ValueError) as e:
+        raise UserError(f"{path}: not a supporttune run record ({str(e).splitlines()[0]})") from None
+
+
+def saved_identity(run_dir: Path) -> dict | None:
+    """The identity a (possibly unfinished) run was started with, or None."""
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        return None
+    return (yaml.safe_load(path.read_text()) or {}).get("identity")
+
+
+def summary(run_dir: Path) -> dict | None:
+    path = Path(run_dir) / SUMMARY
+    return read_json(path) if path.is_file() else None
+
+
+def loss_log(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / LOSS
+    return read_jsonl(path) if path.is_file() else []
+
+
+def save_exemplars(run_dir: Path, rows: list[dict]) -> None:
+    from .retrieval import FIELDS
+
+    write_jsonl(Path(run_dir) / EXEMPLARS, [{k: r.get(k, "") for k in FIELDS} for r in rows])
+
+
+def exemplar_index(run_dir: Path, spec: PromptSpec):
+    """The run's exemplar index (None when the prompt shows no retrieved examples)."""
+    if spec.retrieve <= 0:
+        return None
+    path = Path(run_dir) / EXEMPLARS
+    if not path.is_file():
+        raise UserError(f"{run_dir}: the prompt retrieves examples but {EXEMPLARS} is missing")
+    from .retrieval import ExemplarIndex
+
+    return ExemplarIndex(read_jsonl(path), spec.retrieval)

@@ -1,0 +1,275 @@
+"""Every command x every class of bad input: one line on stderr, a non-zero exit, no traceback, nothing touched.
+
+The contract of issue 13, as a table. Each row is model-free: its error must fire before any
+model loads (a model cache appearing under the workspace fails the row). Most rows call the
+entry point in this process (``entry.main`` with ``sys.argv`` patched: milliseconds); rows marked
+``real`` start ``python -m supporttune`` as a user would, and ``ro`` rows run it with the
+workspace's ``ro/`` folder mounted read-only (a private mount namespace: root ignores file modes).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+CLASSES = ("missing path", "wrong kind of path", "existing file as --out", "read-only directory", "bad number",
+           "unknown name", "malformed file")
+
+# (command, class, argv, text the one error line must hold, how: "" in process, "real" or "ro" as a child process)
+ROWS = [
+    ("prepare", "missing path", ["prepare", "--input", "nope.csv", "--out", "o"], "nope.csv: file not found", "real"),
+    ("prepare", "wrong kind of path", ["prepare", "--input", "data", "--out", "o"], "data: is a directory", ""),
+    ("prepare", "existing file as --out", ["prepare", "--out", "afile"], "afile: exists and is not a directory", ""),
+    ("prepare", "read-only directory", ["prepare", "--out", "ro/o"], "read-only file system", "ro"),
+    ("prepare", "bad number", ["prepare", "--out", "o", "--val-frac", "2"], "invalid val_frac", ""),
+    ("prepare", "bad number", ["prepare", "--out", "o", "--max-pairs", "0"], "invalid max_pairs", ""),
+    ("prepare", "bad number", ["prepare", "--out", "o", "--seed", "x"], "'--seed'", ""),
+    ("prepare", "unknown name", ["prepare", "--out", "o", "--format", "xml"], "'xml' is not one of", ""),
+    ("prepare", "unknown name", ["prepare", "--out", "o", "--sentiment", "nope"], "'nope' is not one of", ""),
+    ("prepare", "malformed file", ["prepare", "--input", "bad.jsonl", "--out", "o"], "bad.jsonl:1: not valid JSON", ""),
+    ("prepare", "malformed file", ["prepare", "--input", "bad.json", "--out", "o"], "bad.json: not valid JSON", ""),
+    ("train", "missing path", ["train", "--data", "nope", "--out", "o"], "nope/train.jsonl: not found", ""),
+    ("train", "missing path", ["train", "--config", "nope.yaml"], "nope.yaml: config file not found", ""),
+    ("train", "wrong kind of path", ["train", "--data", "afile", "--out", "o"], "afile/train.jsonl: not found", ""),
+    ("train", "existing file as --out", ["train", "--data", "data", "--out", "afile"], "afile: exists and is not a directory", "real"),
+    ("train", "read-only directory", ["train", "--data", "data", "--out", "ro/r"], "read-only file system", "ro"),
+    ("train", "bad number", ["train", "--r", "0"], "invalid r", ""),
+    ("train", "bad number", ["train", "--lr", "5"], "invalid lr", ""),
+    ("train", "bad number", ["train", "--epochs", "-1"], "invalid epochs", ""),
+    ("train", "bad number", ["train", "--retrieve", "99"], "invalid retrieve", ""),
+    ("train", "bad number", ["train", "--history", "-1"], "invalid history", ""),
+    ("train", "bad number", ["train", "--distract-share", "2"], "invalid distract_share", ""),
+    ("train", "bad number", ["train", "--nproc", "0"], "invalid nproc", ""),
+    ("train", "unknown name", ["train", "--method", "magic"], "unknown method 'magic'", ""),
+    ("train", "unknown name", ["train", "--data", "data", "--out", "o", "--model", "nope"], "nope: no such model", ""),
+    ("train", "unknown name", ["train", "--report-to", "mlflow"], "invalid report_to", ""),
+    ("train", "unknown name", ["train", "--retrieval", "grep"], "'grep' is not one of", ""),
+    ("train", "malformed file", ["train", "--config", "bad.yaml"], "bad.yaml: not valid YAML", ""),
+    ("train", "malformed file", ["train", "--config", "extra.yaml"], "invalid warp", ""),
+    ("train", "malformed file", ["train", "--data", "baddata", "--out", "o"], "baddata/train.jsonl:1: not valid JSON", ""),
+    ("evaluate", "missing path", ["evaluate", "--run", "nope", "--data", "data"], "nope: not a training run", ""),
+    ("evaluate", "missing path", ["evaluate", "--baseline", "constant", "--data", "nope", "--out", "o"], "nope/test.jsonl: not found", ""),
+    ("evaluate", "wrong kind of path", ["evaluate", "--run", "afile", "--data", "data"], "afile: not a training run", ""),
+    ("evaluate", "existing file as --out", ["evaluate", "--baseline", "retrieval", "--data", "data", "--out", "afile"],
+     "afile: exists and is not a directory", "real"),
+    ("evaluate", "read-only directory", ["evaluate", "--baseline", "constant", "--data", "data", "--out", "ro/b"],
+     "read-only file system", "ro"),
+    ("evaluate", "bad number", ["evaluate", "--baseline", "constant", "--data", "data", "--out", "o", "--limit", "0"], "invalid limit", ""),
+    ("evaluate", "bad number", ["evaluate", "--run", "goodrun", "--data", "data", "--max-new-tokens", "0"], "invalid max_new_tokens", ""),
+    ("evaluate", "bad number", ["evaluate", "--run", "goodrun", "--data", "data", "--bootstrap", "5"], "invalid bootstrap", ""),
+    ("evaluate", "unknown name", ["evaluate", "--baseline", "oracle", "--data", "data", "--out", "o"], "'oracle' is not one of", ""),
+    ("evaluate", "unknown name", ["evaluate", "--run", "goodrun", "--data", "data", "--split", "dev"], "'dev' is not one of", ""),
+    ("evaluate", "malformed file", ["evaluate", "--baseline", "constant", "--data", "baddata", "--out", "o"],
+     "baddata/test.jsonl:1: not valid JSON", ""),
+    ("evaluate", "malformed file", ["evaluate", "--run", "badrun", "--data", "data"], "not a supporttune run record", ""),
+    ("run", "missing path", ["run", "--config", "nope.yaml"], "nope.yaml: suite config not found", ""),
+    ("run", "missing path", ["run", "--data", "nope.csv", "--out", "o"], "nope.csv: data not found", ""),
+    ("run", "wrong kind of path", ["run", "--config", "data"], "data: suite config not found", ""),
+    ("run", "existing file as --out", ["run", "--out", "afile"], "afile: exists and is not a directory", "real"),
+    ("run", "read-only directory", ["run", "--out", "ro/s"], "read-only file system", "ro"),
+    ("run", "bad number", ["run", "--nproc", "0"], "invalid nproc", ""),
+    ("run", "bad number", ["run", "--config", "zero_rank.yaml"], "invalid r", ""),
+    ("run", "unknown name", ["run", "--preset", "nope"], "'nope' is not one of", ""),
+    ("run", "unknown name", ["run", "--model", "nope", "--out", "o"], "nope: no such model", ""),
+    ("run", "malformed file", ["run", "--config", "bad.yaml"], "bad.yaml: not valid YAML", ""),
+    ("run", "malformed file", ["run", "--data", "bad.jsonl", "--out", "o"], "bad.jsonl:1: not valid JSON", ""),
+    ("report", "missing path", ["report", "nope"], "nope: not a directory", ""),
+    ("report", "wrong kind of path", ["report", "afile"], "afile: not a directory", ""),
+    ("report", "wrong kind of path", ["report", "data"], "data: not a suite directory", ""),
+    ("report", "read-only directory", ["report", "ro/suite"], "read-only file system", "ro"),
+    ("report", "unknown name", ["report", "badsuite", "--rescore-all"], "No such option", ""),
+    ("report", "malformed file", ["report", "badsuite"], "suite_status.json: not valid JSON", ""),
+    ("chat", "missing path", ["chat", "nope"], "nope: not a training run", ""),
+    ("chat", "wrong kind of path", ["chat", "afile"], "afile: not a training run", ""),
+    ("chat", "bad number", ["chat", "goodrun", "--max-new-tokens", "0"], "invalid max_new_tokens", "real"),
+    ("chat", "bad number", ["chat", "goodrun", "--max-new-tokens", "-5"], "invalid max_new_tokens", ""),
+    ("chat", "bad number", ["chat", "goodrun", "--temperature", "-1"], "invalid temperature", ""),
+    ("chat", "unknown name", ["chat", "goodrun", "--device", "tpu"], "'tpu' is not one of", ""),
+    ("chat", "malformed file", ["chat", "badrun"], "not a supporttune run record", ""),
+    ("serve", "missing path", ["serve", "nope"], "nope: not a training run", ""),
+    ("serve", "wrong kind of path", ["serve", "afile"], "afile: not a training run", ""),
+    ("serve", "bad number", ["serve", "goodrun", "--port", "70000"], "invalid port", ""),
+    ("serve", "bad number", ["serve", "goodrun", "--max-batch", "0"], "invalid max_batch", ""),
+    ("serve", "bad number", ["serve", "goodrun", "--max-wait-ms", "-1"], "invalid max_wait_ms", ""),
+    ("serve", "bad number", ["serve", "goodrun", "--port", "{busy_port}"], "cannot listen on 127.0.0.1:", ""),
+    ("serve", "unknown name", ["serve", "goodrun", "--base", "x"], "No such option: --base", ""),
+    ("serve", "malformed file", ["serve", "badrun"], "not a supporttune run record", ""),
+    ("export", "missing path", ["export", "nope", "--out", "o"], "nope: not a training run", ""),
+    ("export", "wrong kind of path", ["export", "afile", "--out", "o"], "afile: not a training run", ""),
+    ("export", "existing file as --out", ["export", "goodrun", "--out", "afile"], "afile: exists and is not a directory", ""),
+    ("export", "read-only directory", ["export", "goodrun", "--out", "ro/e"], "read-only file system", "ro"),
+    ("export", "unknown name", ["export", "goodrun", "--out", "o", "--merged"], "No such option: --merged", ""),
+    ("export", "malformed file", ["export", "badrun", "--out", "o"], "not a supporttune run record", ""),
+    ("bench", "missing path", ["bench", "--data", "nope"], "nope/train.jsonl: not found", ""),
+    ("bench", "wrong kind of path", ["bench", "--out", "data"], "data: is a directory", ""),
+    ("bench", "existing file as --out", ["bench", "--out", "afile"], "afile: exists (use --force", ""),
+    ("bench", "read-only directory", ["bench", "--out", "ro/b.json"], "read-only file system", "ro"),
+    ("bench", "bad number", ["bench", "--steps", "0"], "invalid steps", ""),
+    ("bench", "bad number", ["bench", "--scaling", "0,2"], "--scaling takes", ""),
+    ("bench", "bad number", ["bench", "--no-training", "--no-generation"], "nothing to measure", "real"),
+    ("bench", "unknown name", ["bench", "--methods", "nope"], "unknown method(s) nope", ""),
+    ("bench", "malformed file", ["bench", "--data", "baddata"], "baddata/train.jsonl:1: not valid JSON", ""),
+    ("rate", "missing path", ["rate", "nope"], "nope: not a directory", ""),
+    ("rate", "wrong kind of path", ["rate", "afile"], "afile: not a directory", ""),
+    ("rate", "wrong kind of path", ["rate", "data"], "at least two entries", ""),
+    ("rate", "existing file as --out", ["rate", "badsuite", "--export-preferences", "afile"], "afile: exists (use --force", ""),
+    ("rate", "read-only directory", ["rate", "ro/suite"], "read-only file system", "ro"),
+    ("rate", "bad number", ["rate", "data", "--planned", "0"], "invalid planned", ""),
+    ("rate", "bad number", ["rate", "data", "--overlap", "2"], "invalid overlap", ""),
+    ("rate", "unknown name", ["rate", "data", "--voter", "x"], "No such option: --voter", ""),
+    ("rate", "malformed file", ["rate", "badsuite"], "suite_status.json: not valid JSON", ""),
+    ("tune", "missing path", ["tune", "--config", "nope.yaml", "--trials", "1", "--out", "o"], "nope.yaml: tune config not found", ""),
+    ("tune", "wrong kind of path", ["tune", "--config", "data", "--trials", "1", "--out", "o"], "data: tune config not found", ""),
+    ("tune", "existing file as --out", ["tune", "--config", "bad.yaml", "--trials", "1", "--out", "afile"],
+     "afile: exists and is not a directory", ""),
+    ("tune", "read-only directory", ["tune", "--config", "bad.yaml", "--trials", "1", "--out", "ro/t"], "read-only file system", "ro"),
+    ("tune", "bad number", ["tune", "--config", "bad.yaml", "--trials", "0", "--out", "o"], "invalid trials", ""),
+    ("tune", "unknown name", ["tune", "--config", "bad.yaml", "--trials", "1", "--out", "o", "--bogus", "1"],
+     "No such option: --bogus", ""),
+    ("tune", "malformed file", ["tune", "--config", "bad.yaml", "--trials", "1", "--out", "o"], "bad.yaml: not valid YAML", ""),
+    ("(none)", "unknown name", ["bogus"], "No such command 'bogus'", "real"),
+]
+
+# (command, class) pairs with no row, and why: the contract covers everything else.
+NOT_APPLICABLE = {
+    ("report", "existing file as --out"): "report writes into its SUITE argument (a file there: 'not a directory')",
+    ("report", "bad number"): "report has no numeric option",
+    ("chat", "existing file as --out"): "chat writes nothing",
+    ("chat", "read-only directory"): "chat writes nothing",
+    ("serve", "existing file as --out"): "serve writes nothing",
+    ("serve", "read-only directory"): "serve writes nothing",
+    ("export", "bad number"): "export has no numeric option",
+}
+
+
+@dataclass
+class Result:
+    code: int | None
+    out: str
+    err: str
+
+
+def _record(path: Path, **fields) -> None:
+    """A run directory whose record reads (chat/serve/export get past it; no adapter weights)."""
+    from supporttune.rundir import ADAPTER, RunRecord
+
+    path.mkdir()
+    RunRecord(train={"method": "lora"}, identity={}, config_hash="0", model={"name": "x", "kind": "local",
+              "location": str(path)}, prompt={}, **fields).write(path)
+    (path / ADAPTER).write_text("{}")
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    ws = tmp_path_factory.mktemp("errors")
+    (ws / "afile").write_text("keep me\n")
+    row = '{"id": "1", "thread_id": "t1", "input": "Where is my parcel?", "output": "Sorry! Order number?", "brand": "X"}\n'
+    for name, text in (("data", row), ("baddata", "{oops\n")):
+        (ws / name).mkdir()
+        for split in ("train", "val", "test"):
+            (ws / name / f"{split}.jsonl").write_text(text)
+    (ws / "bad.jsonl").write_text("{oops\n")
+    (ws / "bad.json").write_text("[{oops}]\n")
+    (ws / "bad.yaml").write_text("method: [lora\n")
+    (ws / "extra.yaml").write_text("warp: 9\n")
+    (ws / "zero_rank.yaml").write_text("variants:\n  - {method: lora, r: 0}\n")
+    _record(ws / "goodrun")
+    (ws / "badrun").mkdir()
+    (ws / "badrun" / "config.yaml").write_text("train: [unclosed\n")
+    (ws / "badrun" / "adapter_config.json").write_text("{}")
+    (ws / "badsuite").mkdir()
+    (ws / "badsuite" / "suite_status.json").write_text("{oops")
+    (ws / "ro" / "suite").mkdir(parents=True)
+    (ws / "ro" / "suite" / "suite_status.json").write_text('{"entries": []}')
+    return ws
+
+
+def _snapshot(root: Path) -> dict:
+    return {str(p.relative_to(root)): (p.is_dir(), None if p.is_dir() else p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*"))}
+
+
+def _env(ws: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "SUPPORTTUNE_DEBUG"}
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env.update(SUPPORTTUNE_HOME=str(ws / ".home"), SUPPORTTUNE_PROGRESS="0",
+               PYTHONPATH=os.pathsep.join([src, *filter(None, [env.get("PYTHONPATH")])]))
+    return env
+
+
+def _read_only_prefix(ws: Path) -> list[str]:
+    """A command prefix under which ``ws/ro`` is read-only, or a skip saying why there is none here."""
+    if os.geteuid() != 0:
+        os.chmod(ws / "ro", 0o555)  # unprivileged users are bound by the mode
+        return []
+    if not shutil.which("unshare"):
+        pytest.skip("running as root without `unshare`: no way to make a read-only directory here")
+    mount = f'mount --bind -o ro "{ws / "ro"}" "{ws / "ro"}" && exec "$@"'
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", mount, "sh", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"running as root and cannot bind-mount read-only: {probe.stderr.decode().strip()}")
+    return ["unshare", "-m", "sh", "-c", mount, "sh"]
+
+
+def _run(args: list[str], how: str, ws: Path, monkeypatch, capsys) -> Result:
+    if how:
+        prefix = _read_only_prefix(ws) if how == "ro" else []
+        res = subprocess.run([*prefix, sys.executable, "-m", "supporttune", *args], cwd=ws, env=_env(ws),
+                             capture_output=True, text=True, timeout=300)
+        return Result(res.returncode, res.stdout, res.stderr)
+    from supporttune import entry
+
+    for k, v in _env(ws).items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("SUPPORTTUNE_DEBUG", raising=False)
+    monkeypatch.chdir(ws)
+    monkeypatch.setattr(sys, "argv", ["supporttune", *args])
+    capsys.readouterr()
+    code = 0
+    try:
+        entry.main()
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return Result(code, out, err)
+
+
+@pytest.fixture()
+def busy_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield s.getsockname()[1]
+
+
+@pytest.mark.parametrize("command,klass,args,needle,how", ROWS,
+                         ids=[f"{r[0]}-{r[1].replace(' ', '_')}-{i}" for i, r in enumerate(ROWS)])
+def test_bad_input_is_one_line_and_touches_nothing(command, klass, args, needle, how, workspace, busy_port,
+                                                   monkeypatch, capsys):
+    args = [a.replace("{busy_port}", str(busy_port)) for a in args]
+    before = _snapshot(workspace)
+    res = _run(args, how, workspace, monkeypatch, capsys)
+    assert res.code not in (0, None), (res.code, res.out, res.err)
+    lines = res.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("supporttune: error: "), res.err
+    assert needle in lines[0], lines[0]
+    assert "Traceback" not in res.out + res.err and not res.out.strip(), res.out
+    assert _snapshot(workspace) == before, "the failed command created or changed files"
+
+
+def test_every_command_and_class_is_covered():
+    import typer.main
+
+    from supporttune.cli import app
+
+    commands = set(typer.main.get_command(app).commands)
+    covered = {(r[0], r[1]) for r in ROWS}
+    missing = [(c, k) for c in sorted(commands) for k in CLASSES if (c, k) not in covered and (c, k) not in NOT_APPLICABLE]
+    assert not missing, f"add a row (or a reason in NOT_APPLICABLE) for: {missing}"
