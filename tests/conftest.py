@@ -26,16 +26,47 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_TWCS = REPO.parent / "shared" / "data" / "twcs_sample.csv"
 
 
-def pytest_collection_finish(session):
-    """Keep the objects of the imported libraries (torch, transformers, ...) out of garbage collections.
+_TORCH_THREADS: list[int] = []  # torch's own default, for the slow tests
 
-    supporttune frees memory with ``gc.collect()`` after every run and evaluation; with ~600k
-    library objects tracked each collection costs ~0.3-0.5 s of CPU, ~15 s over the fast subset.
-    Freezing what exists after collection (imports, no model yet) leaves models, trainers and
-    everything the tests create to be collected as before.
+
+def pytest_collection_finish(session):
+    """Two settings for a test process that mostly runs a 2-layer, 64-wide model.
+
+    * One intra-op thread (slow tests get torch's default back, see ``_torch_threads``). Ops on the
+      tiny model are too small to split: a second thread only spin-waits, which costs twice the CPU
+      time and, on a shared machine, twice the wall time (tests/test_train.py + test_generate.py +
+      test_suite.py: 43 s with one thread, 90 s with two, on 2 cores with one other busy process).
+    * ``gc.freeze()``: supporttune frees memory with ``gc.collect()`` after every run and evaluation;
+      with ~600k library objects tracked each collection costs 0.3-0.5 s of CPU. Freezing what exists
+      after collection (imports, no model yet) leaves models, trainers and everything the tests
+      create to be collected as before.
     """
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        _TORCH_THREADS.append(torch.get_num_threads())
+        torch.set_num_threads(1)
+    _freeze()
+
+
+def _freeze() -> None:
+    """Collect garbage, then exempt every object still alive (libraries, caches) from later collections;
+    again after the session fixtures that import more of them lazily (peft, the Trainer, ...)."""
     gc.collect()
     gc.freeze()
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads(request):
+    """Slow tests (the embedded model's real matrices) run with torch's default number of threads."""
+    torch = sys.modules.get("torch")
+    if not (_TORCH_THREADS and torch is not None and request.node.get_closest_marker("slow")):
+        yield
+        return
+    torch.set_num_threads(_TORCH_THREADS[0])
+    try:
+        yield
+    finally:
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +94,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     AutoModelForCausalLM.from_config(config).save_pretrained(out)
     tok.save_pretrained(out)
+    _freeze()
     return out
 
 
@@ -121,6 +153,7 @@ def tiny_runs(tiny_model_dir, builtin_data, tmp_path_factory):
             cfg = TrainConfig(**{**TINY_TRAIN, "max_steps": 3, "save_steps": 100, **TINY_RUNS[name]},
                               model=str(tiny_model_dir), data=builtin_data, out=root / name)
             done[name] = (cfg, train(cfg))
+            _freeze()
         return done[name]
 
     return get
