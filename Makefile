@@ -27,8 +27,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The fast subset (under 90 s on 2 cores; no real model): it lists its slowest tests, to keep it fast.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow and not browser and not multiprocess"
+	$(BIN)/python -m pytest -q -m "not slow and not browser and not multiprocess" --durations=10
 
 clean:
 	rm -rf $(VENV) runs

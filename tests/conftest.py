@@ -1,8 +1,19 @@
-"""Shared fixtures: paths to the real shared data, and tiny models for fast tests."""
+"""Shared fixtures: paths to the real shared data, tiny models and runs trained once, the CLI in-process.
+
+Expensive things are session-scoped: the tiny model, the built-in data and one tiny run per
+method (``tiny_runs``). A test that needs its own run (resume, NaN guard, ...) builds it with
+``tiny_train_cfg``. Fast subset: ``make test-fast`` (``-m "not slow and not browser and not multiprocess"``).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import io
 import os
+import runpy
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +24,49 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_TWCS = REPO.parent / "shared" / "data" / "twcs_sample.csv"
+
+
+_TORCH_THREADS: list[int] = []  # torch's own default, for the slow tests
+
+
+def pytest_collection_finish(session):
+    """Two settings for a test process that mostly runs a 2-layer, 64-wide model.
+
+    * One intra-op thread (slow tests get torch's default back, see ``_torch_threads``). Ops on the
+      tiny model are too small to split: a second thread only spin-waits, which costs twice the CPU
+      time and, on a shared machine, twice the wall time (tests/test_train.py + test_generate.py +
+      test_suite.py: 43 s with one thread, 90 s with two, on 2 cores with one other busy process).
+    * ``gc.freeze()``: supporttune frees memory with ``gc.collect()`` after every run and evaluation;
+      with ~600k library objects tracked each collection costs 0.3-0.5 s of CPU. Freezing what exists
+      after collection (imports, no model yet) leaves models, trainers and everything the tests
+      create to be collected as before.
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        _TORCH_THREADS.append(torch.get_num_threads())
+        torch.set_num_threads(1)
+    _freeze()
+
+
+def _freeze() -> None:
+    """Collect garbage, then exempt every object still alive (libraries, caches) from later collections;
+    again after the session fixtures that import more of them lazily (peft, the Trainer, ...)."""
+    gc.collect()
+    gc.freeze()
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads(request):
+    """Slow tests (the embedded model's real matrices) run with torch's default number of threads."""
+    torch = sys.modules.get("torch")
+    if not (_TORCH_THREADS and torch is not None and request.node.get_closest_marker("slow")):
+        yield
+        return
+    torch.set_num_threads(_TORCH_THREADS[0])
+    try:
+        yield
+    finally:
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +94,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     AutoModelForCausalLM.from_config(config).save_pretrained(out)
     tok.save_pretrained(out)
+    _freeze()
     return out
 
 
@@ -53,27 +108,90 @@ def builtin_data(tmp_path_factory) -> Path:
     return out
 
 
+# Fast train settings on the tiny model: a few steps, small batches, few validation pairs.
+TINY_TRAIN = dict(method="lora", max_steps=6, batch_size=2, grad_accum=1, save_steps=3, logging_steps=1, device="cpu",
+                  max_val_samples=8, lr=1e-3, r=4, alpha=8)
+
+
 @pytest.fixture()
 def tiny_train_cfg(tiny_model_dir, builtin_data, tmp_path):
-    """A factory of fast train configs on the tiny model."""
+    """A factory of fast train configs on the tiny model (for tests that need a run of their own)."""
     from supporttune.config import TrainConfig
 
     def make(**overrides):
-        base = dict(model=str(tiny_model_dir), data=builtin_data, out=tmp_path / "run", method="lora", max_steps=6,
-                    batch_size=2, grad_accum=1, save_steps=3, logging_steps=1, device="cpu", max_val_samples=8,
-                    lr=1e-3, r=4, alpha=8)
+        base = dict(model=str(tiny_model_dir), data=builtin_data, out=tmp_path / "run", **TINY_TRAIN)
         return TrainConfig(**{**base, **overrides})
 
     return make
 
 
+# One finished run per method, trained once per session and shared read-only by the train, generate,
+# chat, export and serve tests. 3 steps each; lora and random-init prompt tuning at a high rate so
+# that their greedy replies are not all empty.
+TINY_RUNS = {
+    "lora": dict(method="lora", lr=5e-2),
+    "qlora": dict(method="qlora"),
+    "dora": dict(method="dora"),
+    "ia3": dict(method="ia3", targets=["k_proj", "v_proj", "down_proj"]),
+    "prompt-tuning": dict(method="prompt-tuning", virtual_tokens=4),
+    "prompt-tuning-random": dict(method="prompt-tuning", virtual_tokens=4, prompt_init="random", lr=5e-2),
+    "prefix-tuning": dict(method="prefix-tuning", virtual_tokens=4),
+}
+
+
 @pytest.fixture(scope="session")
-def tiny_run(tiny_model_dir, builtin_data, tmp_path_factory) -> Path:
-    """A finished LoRA run on the tiny model (shared by chat/serve/export tests)."""
+def tiny_runs(tiny_model_dir, builtin_data, tmp_path_factory):
+    """``tiny_runs(name) -> (TrainConfig, train summary)`` for a name of TINY_RUNS; each trained on first use."""
     from supporttune.config import TrainConfig
     from supporttune.train import train
 
-    out = tmp_path_factory.mktemp("runs") / "lora"
-    train(TrainConfig(model=str(tiny_model_dir), data=builtin_data, out=out, method="lora", max_steps=2, batch_size=2,
-                      grad_accum=1, device="cpu", max_val_samples=4, r=4, alpha=8, lr=1e-2))
-    return out
+    done: dict = {}
+    root = tmp_path_factory.mktemp("runs")
+
+    def get(name: str):
+        if name not in done:
+            cfg = TrainConfig(**{**TINY_TRAIN, "max_steps": 3, "save_steps": 100, **TINY_RUNS[name]},
+                              model=str(tiny_model_dir), data=builtin_data, out=root / name)
+            done[name] = (cfg, train(cfg))
+            _freeze()
+        return done[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_runs) -> Path:
+    """A finished LoRA run on the tiny model (shared by chat/serve/export tests)."""
+    return tiny_runs("lora")[0].out
+
+
+class CliResult:
+    def __init__(self, returncode: int, stdout: str, stderr: str):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def run_cli(*args, stdin: str | None = None, real: bool = False) -> CliResult:
+    """``python -m supporttune ARGS``: in this process (the same ``__main__``, no interpreter start-up), or
+    with ``real=True`` as a child process. Only for commands that load no model: state stays in-process."""
+    args = [str(a) for a in args]
+    if real:
+        env = {**os.environ, "SUPPORTTUNE_PROGRESS": "0"}
+        res = subprocess.run([sys.executable, "-m", "supporttune", *args], capture_output=True, text=True,
+                             input=stdin, timeout=300, env=env, cwd=REPO)
+        return CliResult(res.returncode, res.stdout, res.stderr)
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    saved = sys.argv, sys.stdin
+    sys.argv, sys.stdin = ["supporttune", *args], io.StringIO(stdin or "")
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            runpy.run_module("supporttune", run_name="__main__", alter_sys=False)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.argv, sys.stdin = saved
+    return CliResult(code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture()
+def cli():
+    return run_cli

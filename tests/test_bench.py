@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from supporttune.cli import app
 
 
+@pytest.mark.slow  # trains 2 methods x 2 paths and benchmarks generation: ~15 s on 2 cores
 def test_bench_quick_on_cpu(tmp_path, tiny_model_dir):
     out = tmp_path / "bench.json"
     res = CliRunner().invoke(app, ["bench", "--device", "cpu", "--quick", "--methods", "lora,prompt-tuning",

@@ -138,5 +138,8 @@ def test_existing_output_not_overwritten_without_force(tmp_path):
 
 
 def test_config_rejects_bad_fractions():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"val_frac \+ test_frac must be <= 1 \(got 0.6 \+ 0.6\)"):
         PrepareConfig(val_frac=0.6, test_frac=0.6)
+    with pytest.raises(ValueError, match="val_frac"):
+        PrepareConfig(val_frac=-0.1)
+    assert PrepareConfig(val_frac=0.3, test_frac=0.7).test_frac == 0.7  # a sum of exactly 1 is allowed

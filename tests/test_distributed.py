@@ -240,17 +240,19 @@ def test_run_suite_over_two_processes(tiny_model_dir, builtin_data, tmp_path):
     assert done.stderr.count("[1/3] variant lora: running") == 1  # progress from rank 0 only
 
 
-def test_bad_nproc_requests_fail_before_launching(tiny_train_cfg, tmp_path):
+def test_bad_nproc_requests_fail_before_launching(tiny_train_cfg, tmp_path, cli):
+    """Checked in the launching process (run here in-process): no worker may start for these."""
     cfg = tiny_train_cfg(out=tmp_path / "run", batch_size=3, grad_accum=1)
-    done = _cli(*_train_args(cfg, tmp_path), "--nproc", 2)
+    done = cli(*_train_args(cfg, tmp_path), "--nproc", 2)
     assert done.returncode == 2
     assert done.stderr.strip() == ("supporttune: error: the global batch (3 x 1 = 3 sequences per step) cannot be split "
                                    "over 2 processes; make it a multiple of 2")
     assert not cfg.out.exists()
-    done = _cli(*_train_args(cfg, tmp_path), "--nproc", 0)
+    done = cli(*_train_args(cfg, tmp_path), "--nproc", 0)
     assert done.returncode == 2 and done.stderr.strip() == "supporttune: error: invalid nproc: Input should be greater than or equal to 1"
-    done = _cli(*_train_args(tiny_train_cfg(out=tmp_path / "q", method="qlora"), tmp_path), "--fsdp", "--nproc", 2)
+    done = cli(*_train_args(tiny_train_cfg(out=tmp_path / "q", method="qlora"), tmp_path), "--fsdp", "--nproc", 2)
     assert done.returncode == 2 and "fsdp is not supported with qlora" in done.stderr
     for extra in ([], ["--nproc", 2]):  # accelerate runs FSDP on accelerators only (tested on the GPU)
-        done = _cli(*_train_args(tiny_train_cfg(out=tmp_path / "f"), tmp_path), "--fsdp", *extra)
+        done = cli(*_train_args(tiny_train_cfg(out=tmp_path / "f"), tmp_path), "--fsdp", *extra)
         assert done.returncode == 2 and done.stderr.strip().startswith("supporttune: error: --fsdp needs GPUs"), done.stderr
+        assert not (tmp_path / "f").exists()

@@ -1,4 +1,7 @@
-"""The whole suite on a tiny model: runs, resumes, survives a failing variant, renders a report."""
+"""The whole suite on a tiny model: runs, resumes, survives a failing variant, renders a report.
+
+The suite runs once for the module (``suite_run``); tests that change its directory work on a copy.
+"""
 
 import json
 import shutil
@@ -10,7 +13,7 @@ from supporttune.config import SuiteConfig
 from supporttune.suite import run_suite
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def tiny_suite(tiny_model_dir, builtin_data):
     return SuiteConfig(
         name="tiny", data=str(builtin_data),
@@ -20,14 +23,25 @@ def tiny_suite(tiny_model_dir, builtin_data):
                   {"name": "pt", "method": "prompt-tuning", "virtual_tokens": 4},
                   {"name": "broken", "method": "lora", "max_length": 16}],  # nothing fits: fails
         baselines=["constant", "retrieval", "zero-shot"],
-        eval={"limit": 6, "max_new_tokens": 6, "latency_samples": 2, "bootstrap": 200, "device": "cpu"})
+        # semantic similarity off here (test_metrics covers it); the rescore test shows `report --rescore` filling it in
+        eval={"limit": 6, "max_new_tokens": 6, "latency_samples": 2, "bootstrap": 100, "device": "cpu", "semantic": False})
+
+
+@pytest.fixture(scope="module")
+def suite_run(tiny_suite, tmp_path_factory):
+    """(suite directory, results, log lines) of one run; the tests only read it."""
+    out = tmp_path_factory.mktemp("suite") / "suite"
+    logs = []
+    results = run_suite(tiny_suite, out, log=logs.append)
+    return out, results, logs
 
 
 @pytest.fixture()
-def suite_run(tiny_suite, tmp_path):
-    logs = []
-    results = run_suite(tiny_suite, tmp_path / "suite", log=logs.append)
-    return tmp_path / "suite", results, logs
+def suite_copy(suite_run, tmp_path):
+    """A copy of the finished suite for a test that changes it (a suite resumes from another directory too)."""
+    out = tmp_path / "suite"
+    shutil.copytree(suite_run[0], out)
+    return out
 
 
 def test_suite_runs_records_failure_and_continues(suite_run):
@@ -53,8 +67,8 @@ def test_suite_runs_records_failure_and_continues(suite_run):
     assert any("failed" in line.lower() for line in logs)
 
 
-def test_suite_resume_skips_finished_entries(suite_run, tiny_suite):
-    out, _, _ = suite_run
+def test_suite_resume_skips_finished_entries(suite_copy, tiny_suite):
+    out = suite_copy
     before = (out / "variants" / "lora" / "eval" / "metrics.json").stat().st_mtime_ns
     logs = []
     run_suite(tiny_suite, out, log=logs.append)
@@ -92,18 +106,27 @@ def test_report_renders_in_headless_chromium(suite_run, tmp_path):
     assert dom.count("<table>") >= 4 and dom.count("<img") == 3 and "supporttune report" in dom
 
 
-def test_report_rescore_recomputes_scores_from_predictions(suite_run):
-    from supporttune.cli import app
+def test_report_rescore_recomputes_scores_from_predictions(suite_copy):
+    """`report --rescore` recomputes every score from predictions.jsonl, here filling in semantic similarity,
+    which was off when the suite ran."""
     from typer.testing import CliRunner
 
-    out, _, _ = suite_run
+    from supporttune.cli import app
+    from supporttune.metrics import semantic_similarity
+
+    out = suite_copy
     metrics_path = out / "baselines" / "retrieval" / "eval" / "metrics.json"
     before = json.loads(metrics_path.read_text())
-    doctored = {**before, "semantic_sim": None, "rougeL": -1.0}
-    metrics_path.write_text(json.dumps(doctored))
+    assert before["semantic_sim"] is None
+    metrics_path.write_text(json.dumps({**before, "rougeL": -1.0}))
     res = CliRunner().invoke(app, ["report", str(out), "--rescore"])
     assert res.exit_code == 0, res.output
     after = json.loads(metrics_path.read_text())
     assert after["rescored"] and after["rougeL"] == before["rougeL"]
-    assert after["semantic_sim"] == pytest.approx(before["semantic_sim"], abs=1e-6)
+    preds = [json.loads(x) for x in (metrics_path.parent / "predictions.jsonl").read_text().splitlines()]
+    sims = semantic_similarity([p["prediction"] for p in preds], [p["reference"] for p in preds])
+    assert after["semantic_sim"] == pytest.approx(sum(sims) / len(sims), abs=1e-4) and "semantic_sim" in after["ci"]
+    assert [p["scores"]["semantic_sim"] for p in preds] == pytest.approx(sims, abs=1e-4)
     assert after["latency_p50_s"] == before["latency_p50_s"]  # kept: only generation can measure it
+    results = json.loads((out / "results.json").read_text())
+    assert all(e["metrics"]["semantic_sim"] is not None for e in results["entries"] if "metrics" in e)

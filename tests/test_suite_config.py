@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from supporttune.config import SuiteConfig
+from supporttune.config import EvalConfig, PrepareConfig, SuiteConfig, TrainConfig
 from supporttune.errors import UserError
 from supporttune.suite import PRESETS, load_suite, preset_path
 
@@ -35,20 +35,31 @@ def test_bad_suites_fail_on_load(variants, msg):
         SuiteConfig(variants=variants)
 
 
-@pytest.mark.parametrize("preset", PRESETS)
-def test_every_shipped_config_validates(preset):
-    cfg = load_suite(preset_path(preset))
-    assert cfg.expanded()
+CONFIG_DIR = Path(str(resources.files("supporttune") / "configs"))
+SHIPPED = sorted(CONFIG_DIR.glob("*.yaml"))
+SEARCH_SPACES = {"tune"}  # `supporttune tune` configs, validated in test_tune.py; every other file is a suite
 
 
-def test_every_shipped_config_file_validates():
-    from supporttune.tune_space import load_tune
+def test_the_shipped_configs_are_found():
+    assert {p.stem for p in SHIPPED} >= {"default", "quick", "seed-recipe", "ablations", "rag-ablation", "tune"}
+    assert {preset_path(p).resolve() for p in PRESETS} <= {p.resolve() for p in SHIPPED}  # every preset is shipped
 
-    files = {p.stem for p in Path(str(resources.files("supporttune") / "configs")).glob("*.yaml")}
-    assert files == {"default", "quick", "seed-recipe", "ablations", "rag-ablation", "tune"}
-    for f in files:  # tune.yaml is a search space, every other file a suite
-        path = Path(str(resources.files("supporttune") / "configs" / f"{f}.yaml"))
-        assert (load_tune(path).search if f == "tune" else load_suite(path).expanded())
+
+@pytest.mark.parametrize("path", [p for p in SHIPPED if p.stem not in SEARCH_SPACES], ids=lambda p: p.stem)
+def test_every_shipped_suite_config_validates_and_says_how_to_run_it(path):
+    cfg = load_suite(path)
+    variants = cfg.expanded()
+    assert variants and len({v["name"] for v in variants}) == len(variants)
+    for v in variants:  # what the suite will train, field by field (method rules included)
+        t = TrainConfig(**{**cfg.defaults, **v, "data": "d", "out": "o"})
+        assert t.lr is not None and t.method == v.get("method", cfg.defaults.get("method", "lora"))
+    EvalConfig(baseline="constant", out=Path("o"), **cfg.eval)
+    PrepareConfig(**cfg.prepare)
+    # a config opens with its own launch command (by preset name or by path)
+    header = [line for line in path.read_text().splitlines() if line.startswith("#")]
+    runs = [line for line in header if "supporttune run" in line]
+    preset = {"default": "full"}.get(path.stem, path.stem)
+    assert any(f"--preset {preset}" in line or f"configs/{path.name}" in line for line in runs), runs
 
 
 def test_quick_preset_runs_seed_variants_a_retrieval_variant_and_all_baselines():

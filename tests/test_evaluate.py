@@ -1,0 +1,110 @@
+"""The evaluate stage without a model: scoring hand-made replies, the non-model baselines, rescoring."""
+
+import json
+
+import numpy as np
+import pytest
+import sacrebleu
+
+from supporttune.config import EvalConfig
+from supporttune.errors import UserError
+from supporttune.evaluate import evaluate, rescore, score
+from supporttune.generate import Generated
+from supporttune.io import read_json, read_jsonl, write_jsonl
+
+REF = "please send us a direct message with your order number"
+
+
+def _ex(i, output, category="question", sentiment="neutral", priority="low"):
+    return {"id": f"e{i}", "thread_id": f"t{i}", "brand": "Acme", "input": f"where is my order {i}?", "output": output,
+            "category": category, "sentiment": sentiment, "priority": priority}
+
+
+EXAMPLES = [_ex(0, REF), _ex(1, REF, category="complaint", sentiment="negative", priority="high"),
+            _ex(2, "sorry to hear that, we will refund you today", category="complaint"), _ex(3, "thanks for waiting")]
+REPLIES = [REF, "please send us a message", "", "thanks for your patience"]
+
+
+@pytest.fixture(scope="module")
+def scored():
+    gens = [Generated(t, len(t.split()), i == 3, 0.1) for i, t in enumerate(REPLIES)]
+    cfg = EvalConfig(baseline="constant", out=".", semantic=False, bootstrap=200, worst_k=2)
+    return score(EXAMPLES, gens, [1.0, 2.0, 3.0, 4.0], cfg)
+
+
+def test_rows_keep_order_and_carry_their_own_scores(scored):
+    rows, _ = scored
+    assert [r["id"] for r in rows] == ["e0", "e1", "e2", "e3"] and [r["prediction"] for r in rows] == REPLIES
+    assert rows[0]["scores"]["bleu"] == 100 and rows[0]["scores"]["rougeL"] == 100 and rows[0]["scores"]["chrf"] == 100
+    assert rows[2]["scores"]["bleu"] == 0 and rows[2]["scores"]["rougeL"] == 0
+    assert 0 < rows[1]["scores"]["rougeL"] < 100 and rows[1]["scores"]["semantic_sim"] is None  # semantic off
+    assert rows[3]["hit_max"] and not rows[0]["hit_max"]
+    assert all(v is None or round(v, 4) == v for r in rows for v in r["scores"].values())
+
+
+def test_headline_numbers_are_corpus_bleu_and_mean_rouge(scored):
+    rows, m = scored
+    assert m["bleu"] == pytest.approx(sacrebleu.corpus_bleu(REPLIES, [[e["output"] for e in EXAMPLES]]).score)
+    assert m["rougeL"] == pytest.approx(np.mean([r["scores"]["rougeL"] for r in rows]), abs=1e-3)
+    assert m["semantic_sim"] is None and "semantic_sim" not in m["ci"]  # no interval for a metric not computed
+    for key in ("bleu", "rougeL", "chrf"):
+        lo, hi = m["ci"][key]
+        assert lo <= m[key] <= hi and lo < hi, key
+    assert m["empty_share"] == 0.25 and m["runaway_share"] == 0.25
+
+
+def test_breakdowns_and_worst_cases(scored):
+    rows, m = scored
+    cats = m["by_category"]
+    assert {k: v["count"] for k, v in cats.items()} == {"complaint": 2, "question": 2}
+    assert cats["question"]["rougeL"] == pytest.approx((rows[0]["scores"]["rougeL"] + rows[3]["scores"]["rougeL"]) / 2,
+                                                       abs=1e-3)
+    assert {k: v["count"] for k, v in m["by_priority"].items()} == {"high": 1, "low": 3}
+    assert set(m["by_sentiment"]) == {"negative", "neutral"}
+    assert [w["id"] for w in m["worst"]["rougeL"]] == ["e2", "e3"]  # the empty reply first, k = 2
+    assert m["worst"]["bleu"][0] == {**{k: rows[2][k] for k in ("id", "input", "reference", "prediction", "brand",
+                                                                 "category")}, "bleu": 0}
+
+
+def test_latency_percentiles_and_none_without_timings(scored):
+    _, m = scored
+    assert m["latency_p50_s"] == 2.5 and m["latency_p95_s"] == pytest.approx(3.85) and m["latency_samples"] == 4
+    gens = [Generated(t, len(t.split()), False) for t in REPLIES]
+    _, m2 = score(EXAMPLES, gens, [], EvalConfig(baseline="constant", out=".", semantic=False, bootstrap=100))
+    assert not any(k.startswith("latency") for k in m2)
+
+
+@pytest.fixture()
+def tiny_data(tmp_path):
+    d = tmp_path / "data"
+    d.mkdir()
+    train = [_ex(10, "please DM us your order number"), _ex(11, "please DM us your order number"),
+             {**_ex(12, "we have reset your password"), "input": "how do I reset my password"}]
+    write_jsonl(d / "train.jsonl", train)
+    write_jsonl(d / "test.jsonl", [{**_ex(0, "use the reset link"), "input": "how do I reset my password"},
+                                   _ex(1, "please DM us")])
+    return d
+
+
+def test_constant_and_retrieval_baselines_without_a_model(tiny_data, tmp_path):
+    const = evaluate(EvalConfig(baseline="constant", data=tiny_data, out=tmp_path / "c", semantic=False, bootstrap=100))
+    preds = read_jsonl(tmp_path / "c" / "eval" / "predictions.jsonl")
+    assert [p["prediction"] for p in preds] == ["please DM us your order number"] * 2  # the most common reply
+    assert const["name"] == "constant" and const["trainable_params"] == 0 and const["examples"] == 2
+    assert read_json(tmp_path / "c" / "eval" / "metrics.json") == json.loads(json.dumps(const))
+    evaluate(EvalConfig(baseline="retrieval", data=tiny_data, out=tmp_path / "r", semantic=False, bootstrap=100))
+    preds = read_jsonl(tmp_path / "r" / "eval" / "predictions.jsonl")
+    assert preds[0]["prediction"] == "we have reset your password"  # the reply to the nearest training input
+    with pytest.raises(UserError, match="--force"):
+        evaluate(EvalConfig(baseline="retrieval", data=tiny_data, out=tmp_path / "r", semantic=False, bootstrap=100))
+
+
+def test_rescore_recomputes_scores_and_keeps_what_only_generation_measured(tiny_data, tmp_path):
+    cfg = EvalConfig(baseline="constant", data=tiny_data, out=tmp_path / "c", semantic=False, bootstrap=100)
+    before = evaluate(cfg)
+    path = tmp_path / "c" / "eval" / "metrics.json"
+    path.write_text(json.dumps({**before, "rougeL": -1.0, "bleu": -1.0, "latency_p50_s": 123.0}))
+    after = rescore(tmp_path / "c" / "eval", cfg)
+    assert after["rescored"] and after["rougeL"] == pytest.approx(before["rougeL"]) and after["bleu"] == before["bleu"]
+    assert after["latency_p50_s"] == 123.0 and after["name"] == "constant"
+    assert read_json(path) == json.loads(json.dumps(after))
