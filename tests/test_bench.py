@@ -54,7 +54,7 @@ def test_bench_scaling_rejects_bad_counts():
 
 
 def test_scaling_config_parses_and_checks_process_counts():
-    from supporttune.config import ScalingConfig
+    from supporttune.bench.config import ScalingConfig
 
     quick = ScalingConfig(processes="1,2", quick=True, steps=3)
     assert quick.processes == [1, 2] and quick.model == "tiny-arch" and quick.steps == 3 and quick.batch_size == 4

@@ -17,7 +17,8 @@ import typer
 from .cliopts import App, build, options
 from .cmdconfig import (ChatConfig, ExportConfig, LaunchConfig, RateConfig, ReportConfig, RunConfig, ServeConfig,
                         TuneRunConfig)
-from .config import BenchConfig, EvalConfig, PrepareConfig, TrainConfig
+from .bench.config import BenchConfig
+from .config import EvalConfig, PrepareConfig, TrainConfig
 from .errors import UserError
 from .io import check_out_dir
 
@@ -270,7 +271,7 @@ def bench(
 ):
     """Measure the seed recipe against supporttune's fast path (training and generation), or multi-GPU scaling."""
     from .bench import run_bench
-    from .config import ScalingConfig
+    from .bench.config import ScalingConfig
 
     out = Path(given["out"]) if given.get("out") is not None else None
     if scaling is not None:

@@ -15,7 +15,7 @@ the prompt builder, device choice and ``generate_replies``. What is its own: ran
 
 from __future__ import annotations
 
-from ..config import BenchConfig, ScalingConfig
+from .config import BenchConfig, ScalingConfig
 
 
 def run_bench(cfg: BenchConfig | ScalingConfig, log=print) -> dict:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..batching import load_split
-from ..config import BenchConfig
+from .config import BenchConfig
 from ..io import write_json
 from ..memory import free_memory
 from ..models import pick_device

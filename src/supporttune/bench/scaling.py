@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from ..config import ScalingConfig
+from .config import ScalingConfig
 from ..errors import RunFailed, UserError
 from ..io import read_json, read_jsonl, write_json
 from ..models import pick_device
