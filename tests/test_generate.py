@@ -60,3 +60,53 @@ def test_shards_are_whole_batches_of_the_unsharded_call(tiny_run, builtin_data):
     mine = [{i for i, g in enumerate(p) if g is not None} for p in parts]
     assert mine[0].isdisjoint(mine[1]) and mine[0] | mine[1] == set(range(7)) and len(mine[0]) == 4  # batches 0 and 2 of 4
     assert all((p[i] or full[i]).text == full[i].text for p in parts for i in range(7))
+
+
+STATIC_METHODS = [("lora", {}), ("dora", {}), ("ia3", {"targets": ["k_proj", "v_proj", "down_proj"]}),
+                  ("prompt-tuning", {"virtual_tokens": 4, "prompt_init": "random"})]
+
+
+@pytest.mark.parametrize("method,extra", STATIC_METHODS)
+def test_static_cache_engine_gives_the_eager_tokens(tiny_train_cfg, builtin_data, method, extra):
+    """The fast path (plain model, adapter merged or NF4 dequantized, static cache, padded rows) = eager greedy."""
+    from supporttune.engine import engine_for
+
+    cfg = tiny_train_cfg(method=method, max_steps=3, lr=5e-2, **extra)
+    train(cfg)
+    agent = load_agent(cfg.out, device="cpu")
+    examples = read_jsonl(builtin_data / "test.jsonl")[:7]
+    eager = generate_replies(agent, examples, DecodeSettings(max_new_tokens=10, batch_size=4, engine="eager"), progress=None)
+    static = generate_replies(agent, examples, DecodeSettings(max_new_tokens=10, batch_size=4, engine="static"), progress=None)
+    report = engine_for(agent).report()
+    assert report["calls"] == {"eager": 2, "static": 2} and report["model"] != "the agent's own model"
+    assert [g.token_ids for g in static] == [g.token_ids for g in eager]
+    assert all(g.latency_s > 0 for g in static)
+
+
+def test_qlora_plain_copy_is_the_4bit_model_up_to_bf16_rounding(tiny_train_cfg, builtin_data):
+    """QLoRA's fast path: NF4 weights dequantized as bitsandbytes does, adapter merged; not the original base.
+
+    bitsandbytes multiplies in bf16 on this CPU and the plain copy in fp32, so the logits agree to
+    bf16 rounding (the random tiny model's near-flat logits make its greedy tokens a poor check).
+    """
+    import torch
+
+    from supporttune import slots
+    from supporttune.engine import engine_for
+
+    cfg = tiny_train_cfg(method="qlora", max_steps=3, lr=5e-2)
+    train(cfg)
+    agent = load_agent(cfg.out, device="cpu")
+    assert slots.fast_kind(agent.model) == "dequantized"
+    slot, _ = slots.slot_for(agent.model, "dequantized", engine_for(agent))
+    ids = torch.tensor([agent.prompt_ids(read_jsonl(builtin_data / "test.jsonl")[0])])
+    with torch.no_grad():
+        four_bit, plain = agent.model(input_ids=ids).logits, slot.model(input_ids=ids).logits
+        with agent.model.disable_adapter():
+            base_only = agent.model(input_ids=ids).logits
+    scale = four_bit.abs().max()
+    assert (four_bit - plain).abs().max() < 1e-2 * scale  # same function...
+    assert (four_bit - base_only).abs().max() > 10 * (four_bit - plain).abs().max()  # ...with the adapter in it
+    examples = read_jsonl(builtin_data / "test.jsonl")[:3]
+    gens = generate_replies(agent, examples, DecodeSettings(max_new_tokens=6, batch_size=4, engine="static"), progress=None)
+    assert len(gens) == 3 and all(g.new_tokens <= 6 for g in gens)

@@ -216,7 +216,7 @@ def _check_port_free(host: str, port: int) -> None:
 @app.command()
 @options(ServeConfig, arguments=("run",))
 def serve(cfg: ServeConfig):
-    """Serve the agent over HTTP: /v1/reply, OpenAI-compatible /v1/chat/completions, /health."""
+    """Serve the agent over HTTP: /v1/reply, OpenAI-compatible /v1/chat/completions (streaming too), /v1/models, /health."""
     from .rundir import read_record
 
     read_record(cfg.run)  # a wrong RUN or a taken port fails before torch is even imported
@@ -228,7 +228,7 @@ def serve(cfg: ServeConfig):
     agent = load_agent(cfg.run, device=cfg.device)
     run_server(agent, cfg.host, cfg.port, ServeOptions(api_key=cfg.api_key, max_batch=cfg.max_batch,
                                                        max_wait_ms=cfg.max_wait_ms, max_new_tokens=cfg.max_new_tokens,
-                                                       batching=cfg.batching))
+                                                       batching=cfg.batching, batcher=cfg.batcher))
 
 
 @app.command("export")

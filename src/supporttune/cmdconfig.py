@@ -36,6 +36,10 @@ class ServeConfig(StageConfig):
     max_wait_ms: float = Field(10.0, ge=0, le=60000, description="How long a request waits for others to batch with.")
     max_new_tokens: int = Field(64, gt=0, le=4096, description="Default reply budget (a request may ask for another).")
     batching: bool = Field(True, description="Answer concurrent requests with one generate call (off: one at a time).")
+    batcher: Literal["auto", "window", "continuous"] = Field(
+        "auto", description="window: queue requests for --max-wait-ms, one engine call per batch; continuous: "
+                            "transformers' continuous batching for greedy requests; auto: continuous on a CPU, "
+                            "window on a GPU (measured: docs/BENCHMARKS.md).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to generate.")
 
 

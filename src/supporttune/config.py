@@ -216,7 +216,7 @@ class EvalConfig(StageConfig):
     tags: bool = Field(True, description="Tags in the zero/few-shot baseline prompt.")
     out: Path | None = Field(None, description="Output directory for a baseline (eval/ goes inside).")
     max_new_tokens: int = Field(64, gt=0, description="Longest generated reply, in tokens.")
-    batch_size: int = Field(16, gt=0, description="Generation batch size.")
+    batch_size: int | None = Field(None, gt=0, description="Generation batch size (default: 256 on a GPU, 16 on a CPU).")
     latency_samples: int = Field(10, ge=0, description="Examples timed one at a time for p50/p95 latency.")
     few_shot_k: int = Field(3, gt=0, description="Retrieved examples in the few-shot prompt.")
     retrieval: Literal["tfidf", "bm25", "dense"] = Field("bm25", description="How the retrieval and few-shot baselines "

@@ -10,6 +10,7 @@ gathered back in input order, and rank 0 alone scores and writes.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from .io import check_out_dir, read_json, read_jsonl, write_json, write_jsonl
 from .memory import PeakTracker, free_memory
 from .metrics import CorpusStats, corpus_scores, length_stats, per_example_scores, select
 from .prompts import PromptSpec
+from .replylog import PARTIAL, ReplyLog, read_partial, replies_key
 from .retrieval import ExemplarIndex
 from .stats import bootstrap_ci
 
@@ -102,9 +104,12 @@ def rescore(eval_dir: Path, cfg: EvalConfig) -> dict:
 
     Keeps what only generation could measure (latency, throughput, perplexity, memory) from the old
     metrics.json. Used when a metric was off where the replies were generated (e.g. no embedding model).
+    An evaluation that died after generating (no metrics.json) is scored from its partial file alone.
     """
-    old = read_json(eval_dir / "metrics.json")
-    preds = read_jsonl(eval_dir / "predictions.jsonl")
+    cfg, unavailable = _semantic_check(cfg)
+    finished = (eval_dir / "metrics.json").is_file()
+    old = read_json(eval_dir / "metrics.json") if finished else {"scored_from": "predictions.partial.jsonl"}
+    preds = read_jsonl(eval_dir / "predictions.jsonl") if finished else read_partial(eval_dir)
     examples = [{"id": r["id"], "thread_id": r["thread_id"], "brand": r["brand"], "input": r["input"],
                  "output": r["reference"], "category": r["category"], "sentiment": r["sentiment"],
                  "priority": r["priority"]} for r in preds]
@@ -112,9 +117,10 @@ def rescore(eval_dir: Path, cfg: EvalConfig) -> dict:
     rows, metrics = score(examples, gens, [], cfg)
     kept = {k: v for k, v in old.items() if k not in metrics or k.startswith(("latency", "throughput"))}
     generated = old.get("generated", old.get("name") not in LOOKED_UP)  # cfg here names no real baseline
-    metrics = {**metrics, **kept, "generated": generated, "rescored": True}
+    metrics = {**metrics, **kept, "generated": generated, "unavailable": unavailable, "rescored": True}
     write_jsonl(eval_dir / "predictions.jsonl", rows)
     write_json(eval_dir / "metrics.json", metrics)
+    (eval_dir / PARTIAL).unlink(missing_ok=True)
     return metrics
 
 
@@ -151,13 +157,66 @@ def preflight(cfg: EvalConfig) -> tuple[list[dict], Path]:
     return examples, out_dir
 
 
+def _semantic_check(cfg: EvalConfig) -> tuple[EvalConfig, dict]:
+    """An optional metric whose model is missing: one warning line now, 'unavailable' in metrics.json."""
+    from .metrics import semantic_unavailable
+
+    why = semantic_unavailable() if cfg.semantic else None
+    if not why:
+        return cfg, {}
+    if distributed.is_main():
+        print(f"supporttune: warning: semantic similarity unavailable ({why}); scoring without it", file=sys.stderr)
+    return cfg.model_copy(update={"semantic": False}), {"semantic_sim": why}
+
+
+def _entry_key(cfg: EvalConfig) -> dict:
+    """What the replies depend on besides data and decoding: the trained run, or the baseline's prompt."""
+    if cfg.run:
+        from .rundir import read_record
+
+        return {"run": read_record(cfg.run).config_hash}
+    return {"baseline": cfg.baseline, "model": cfg.model, "prompt": [cfg.prompt_format, cfg.tags, cfg.history],
+            "shots": [cfg.few_shot_k, cfg.retrieval] if cfg.baseline == "few-shot" else None}
+
+
+def _generate_logged(agent, cfg: EvalConfig, examples: list[dict], settings: DecodeSettings, shots,
+                     out_dir: Path) -> tuple[list[Generated], dict]:
+    """Replies in input order, appended to the partial file batch by batch; resumes from it (one process)."""
+    if distributed.active():
+        return _generate_sharded(agent, examples, settings, shots), {}
+    log = ReplyLog(out_dir, replies_key(_entry_key(cfg), str(cfg.data), cfg.split, examples, settings.replies_key(),
+                                        agent.device))
+    done = log.load(examples)
+    log.start(resumed=bool(done))
+    todo = [i for i in range(len(examples)) if i not in done]
+    if done:
+        print(f"supporttune: resuming {agent.name}: {len(done)} of {len(examples)} replies already in {log.path}",
+              file=sys.stderr)
+
+    def on_batch(indices: list[int], gens: list[Generated]) -> None:
+        log.append([examples[todo[i]] for i in indices], gens)
+
+    part = generate_replies(agent, [examples[i] for i in todo], settings, [shots[i] for i in todo] if shots else None,
+                            progress=f"generating ({agent.name})", on_batch=on_batch) if todo else []
+    gens = dict(done)
+    gens.update(zip(todo, part))
+    return [gens[i] for i in range(len(examples))], {"resumed_replies": len(done), "generated_replies": len(todo),
+                                                    "log": log, "new_tokens": sum(g.new_tokens for g in part)}
+
+
 def evaluate(cfg: EvalConfig) -> dict:
     """Evaluate one trained run (``cfg.run``) or one baseline (``cfg.baseline``); returns its metrics (rank 0)."""
     examples, out_dir = preflight(cfg)
-    settings = DecodeSettings(cfg.max_new_tokens, cfg.batch_size)
-    peak = PeakTracker("cuda" if cfg.device == "cuda" else "cpu")
-    meta: dict = {"decoding": settings.as_dict(), "split": cfg.split, "examples": len(examples), "data": str(cfg.data)}
+    cfg, unavailable = _semantic_check(cfg)
+    from .models import pick_device
+
+    device = pick_device(cfg.device)
+    settings = DecodeSettings(cfg.max_new_tokens, cfg.batch_size or (256 if device == "cuda" else 16))
+    peak = PeakTracker("cuda" if device == "cuda" else "cpu")
+    meta: dict = {"decoding": settings.as_dict(), "split": cfg.split, "examples": len(examples), "data": str(cfg.data),
+                  "unavailable": unavailable}
     latencies: list[float] = []
+    log, generated, new_tokens = None, len(examples), None
     if cfg.baseline in ("retrieval", "constant"):
         train_rows = load_split(cfg.data, "train")
         t0 = time.perf_counter()
@@ -166,9 +225,9 @@ def evaluate(cfg: EvalConfig) -> dict:
         latencies = [g.latency_s for g in gens]
         meta.update(trainable_params=0, trainable_pct=0.0, name=cfg.baseline)
     else:
-        from .models import pick_device
+        from .engine import engine_for
 
-        distributed.setup(pick_device(cfg.device))
+        distributed.setup(device)
         with distributed.main_first():  # rank 0 fills the model cache if needed
             agent = load_agent(cfg.run, model=cfg.model, device=cfg.device,
                                spec=PromptSpec(cfg.prompt_format, cfg.tags, history=cfg.history))
@@ -176,14 +235,22 @@ def evaluate(cfg: EvalConfig) -> dict:
         if cfg.baseline == "few-shot":
             retriever = ExemplarIndex(load_split(cfg.data, "train"), cfg.retrieval)
             shots = [retriever.nearest(ex, cfg.few_shot_k) for ex in examples]
+        engine = engine_for(agent)
         t0 = time.perf_counter()
-        gens = _generate_sharded(agent, examples, settings, shots)
+        gens, progress = _generate_logged(agent, cfg, examples, settings, shots, out_dir)
         elapsed = time.perf_counter() - t0
+        log, generated = progress.pop("log", None), progress.get("generated_replies", len(examples))
+        new_tokens = progress.pop("new_tokens", None)
+        meta.update(progress)
+        warm = engine.stats["compile_s"] + engine.stats["load_s"]  # paid once per process, reported apart
+        meta.update(generation_wall_s=round(elapsed, 3), warmup_s=round(warm, 3))
+        elapsed = max(elapsed - warm, 1e-9) if generated else 0.0
         if cfg.baseline != "few-shot" and distributed.is_main():
             latencies = batch1_latencies(agent, examples, settings, cfg.latency_samples)
         meta["perplexity"] = _perplexity_sharded(agent, examples) if cfg.perplexity else None
         meta["name"] = cfg.baseline or agent.name
         meta["prompt"] = agent.spec.as_dict()
+        meta["engine"] = engine.report()
         if not cfg.run:
             meta.update(trainable_params=0, trainable_pct=0.0)
         del agent
@@ -192,12 +259,15 @@ def evaluate(cfg: EvalConfig) -> dict:
         distributed.barrier()  # wait until rank 0 has written the results
         return {}
     rows, metrics = score(examples, gens, latencies, cfg)
-    n_tokens = sum(g.new_tokens for g in gens)
-    metrics.update(throughput_samples_per_s=len(gens) / elapsed if elapsed else None,
-                   throughput_tokens_per_s=n_tokens / elapsed if elapsed else None, generation_s=round(elapsed, 3),
-                   eval_memory=peak.result(), **meta)
+    new_tokens = sum(g.new_tokens for g in gens) if new_tokens is None else new_tokens
+    # steady generation: the replies generated in this process over their time, warm-up/compile excluded
+    metrics.update(throughput_samples_per_s=generated / elapsed if elapsed and generated else None,
+                   throughput_tokens_per_s=new_tokens / elapsed if elapsed and generated else None,
+                   generation_s=round(elapsed, 3), eval_memory=peak.result(), **meta)
     write_jsonl(out_dir / "predictions.jsonl", rows)
     write_json(out_dir / "metrics.json", metrics)
+    if log is not None:
+        log.remove()
     distributed.barrier()
     return metrics
 

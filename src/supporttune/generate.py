@@ -1,20 +1,29 @@
-"""Batched greedy generation with the training prompt builder, for adapters and base models.
+"""The generation API: every caller (evaluate, baselines, chat, serve, export, bench) goes through it.
 
-Left padding + KV cache; examples are sorted by prompt length so a batch wastes little padding,
-and results come back in input order. PEFT prompt-learning models (prompt tuning) go through the
-same batched ``generate`` (PEFT prepends the virtual tokens and extends the attention mask).
+``generate_ids`` is the one generation function: token prompts in, finished replies out, in order.
+It hands the work to the agent's engine (engine.py), which picks the path: on CUDA a plain bf16
+model with the adapter merged in and a compiled static-cache decode step (when that repays its
+compile time), on CPU the eager path below. ``eager_generate`` is that eager path: left padding
++ KV cache on the agent's own (PEFT) model, the reference every faster path is tested against.
+``generate_replies`` batches examples by prompt length and returns replies in input order.
 """
 
 from __future__ import annotations
 
+import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import torch
 
 from .agent import Agent, load_agent  # noqa: F401  (re-exported: the generation API's callers load agents here)
-from .memory import sync
 from .progress import track
+
+ENGINES = ("auto", "eager", "static")
+
+TokenCallback = Callable[[int, int], None]  # (row, token id), called as each token is generated
+StopCallback = Callable[[int], bool]  # (row) -> True once that row's reply is no longer wanted
 
 
 @dataclass(frozen=True)
@@ -23,9 +32,21 @@ class DecodeSettings:
     batch_size: int = 16
     do_sample: bool = False  # greedy: reproducible, comparable across variants
     temperature: float = 1.0  # used only when do_sample (chat/serve clients may ask for it)
+    # auto: the engine's fast path where it pays (CUDA), eager elsewhere; eager: the adapter model as is;
+    # static: the fast path's static cache everywhere (compiled on CUDA; on CPU for the equality tests)
+    engine: str = field(default_factory=lambda: os.environ.get("SUPPORTTUNE_ENGINE", "auto"))
+
+    def __post_init__(self):
+        if self.engine not in ENGINES:
+            raise ValueError(f"unknown engine '{self.engine}' (choose from {', '.join(ENGINES)})")
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def replies_key(self) -> dict:
+        """The settings that decide the replies (batch size and engine do not: tested equal)."""
+        return {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample,
+                "temperature": self.temperature if self.do_sample else None}
 
 
 @dataclass
@@ -37,100 +58,180 @@ class Generated:
     token_ids: list[int] | None = None
 
 
-@torch.inference_mode()
-def _generate_ids(agent: Agent, prompts: list[list[int]], settings: DecodeSettings) -> list[Generated]:
-    tok = agent.tokenizer
+def generate_ids(agent: Agent, prompts: list[list[int]], settings: DecodeSettings,
+                 on_token: TokenCallback | None = None, should_stop: StopCallback | None = None) -> list[Generated]:
+    """Replies to token prompts, one generation call (the engine may pad the batch to a compiled size).
+
+    ``on_token(row, id)`` sees each reply token as it is made (streaming); ``should_stop(row)`` ends a
+    row early (a client went away, a stop string matched); greedy replies do not depend on either.
+    """
+    from .engine import engine_for
+
+    return engine_for(agent).generate(prompts, settings, on_token, should_stop)
+
+
+_generate_ids = generate_ids  # the name respond.py and older callers used
+
+
+def pad_left(prompts: list[list[int]], pad_id: int, rows: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded ids and mask; ``rows`` > len(prompts) repeats the last prompt (discarded rows)."""
+    prompts = list(prompts) + [prompts[-1]] * ((rows or len(prompts)) - len(prompts))
     width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), tok.pad_token_id, dtype=torch.long)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
     for i, p in enumerate(prompts):
         ids[i, width - len(p):] = torch.tensor(p)
         mask[i, width - len(p):] = 1
-    kwargs = dict(max_new_tokens=settings.max_new_tokens, do_sample=settings.do_sample,
-                  eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                  **({"temperature": settings.temperature, "top_p": 1.0, "top_k": 0} if settings.do_sample else
-                     {"temperature": None, "top_p": None, "top_k": None}))
-    sync(agent.device)
-    t0 = time.perf_counter()
-    if _is_prompt_tuning(agent.model):
-        out = _generate_prompt_tuning(agent.model, ids.to(agent.device), mask.to(agent.device), kwargs)
-        width = 0  # generate() from embeddings returns only the new tokens
-    else:
-        out = agent.model.generate(input_ids=ids.to(agent.device), attention_mask=mask.to(agent.device), **kwargs)
-    sync(agent.device)
-    per_sample = (time.perf_counter() - t0) / len(prompts)
-    new = out[:, width:] if out.shape[1] > width else out[:, :0]
+    return ids, mask
+
+
+def sampling_kwargs(tokenizer, settings: DecodeSettings) -> dict:
+    return dict(max_new_tokens=settings.max_new_tokens, do_sample=settings.do_sample,
+                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                **({"temperature": settings.temperature, "top_p": 1.0, "top_k": 0} if settings.do_sample else
+                   {"temperature": None, "top_p": None, "top_k": None}))
+
+
+def row_hooks(n_real: int, eos_id: int, on_token: TokenCallback | None, should_stop: StopCallback | None,
+              rows: int) -> dict:
+    """generate() kwargs that stream tokens per row and stop rows early (padding rows stop at once)."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+    from transformers.generation.streamers import BaseStreamer
+
+    out: dict = {}
+    if on_token is not None:
+        class RowStreamer(BaseStreamer):
+            def __init__(self):
+                self.prompt_seen, self.done = False, [False] * n_real
+
+            def put(self, value):
+                if not self.prompt_seen:  # generate() first hands over the prompt
+                    self.prompt_seen = True
+                    return
+                for row, token in enumerate(value.reshape(-1).tolist()[:n_real]):
+                    if not self.done[row]:
+                        self.done[row] = token == eos_id
+                        if not self.done[row]:
+                            on_token(row, token)
+
+            def end(self):
+                pass
+
+        out["streamer"] = RowStreamer()
+    if should_stop is not None or rows > n_real:
+        class RowStop(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                flags = [bool(should_stop and should_stop(i)) for i in range(n_real)] + [True] * (rows - n_real)
+                return torch.tensor(flags, device=input_ids.device)
+
+        out["stopping_criteria"] = StoppingCriteriaList([RowStop()])
+    return out
+
+
+@torch.inference_mode()
+def eager_generate(agent: Agent, prompts: list[list[int]], settings: DecodeSettings,
+                   on_token: TokenCallback | None = None, should_stop: StopCallback | None = None) -> torch.Tensor:
+    """New token ids (rows x steps) from the agent's own model: the reference path."""
+    tok = agent.tokenizer
+    ids, mask = pad_left(prompts, tok.pad_token_id)
+    kwargs = {**sampling_kwargs(tok, settings), **row_hooks(len(prompts), tok.eos_token_id, on_token, should_stop,
+                                                               len(prompts))}
+    ids, mask = ids.to(agent.device), mask.to(agent.device)
+    if is_prompt_tuning(agent.model):
+        return _generate_prompt_tuning(agent.model, ids, mask, kwargs)  # only the new tokens
+    out = agent.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
+    return out[:, ids.shape[1]:]
+
+
+def finish(tokenizer, rows: list[list[int]], max_new: int, per_sample: float | None) -> list[Generated]:
+    """Replies from new-token rows: cut at EOS, decoded, never ending in half a character."""
     results = []
-    for row in new.tolist():
-        n = next((i for i, t in enumerate(row) if t == tok.eos_token_id), len(row))
-        results.append(Generated(tok.decode(row[:n], skip_special_tokens=True).strip(), n,
-                                 n >= settings.max_new_tokens, per_sample, row[:n]))
+    for row in rows:
+        n = next((i for i, t in enumerate(row) if t == tokenizer.eos_token_id), len(row))
+        ids = row[:n]
+        text = tokenizer.decode(ids, skip_special_tokens=True)
+        cut = 0
+        while text.endswith("\ufffd") and cut < 4 and len(ids) > cut:  # a multi-byte character cut by the budget
+            cut += 1
+            text = tokenizer.decode(ids[:len(ids) - cut], skip_special_tokens=True)
+        results.append(Generated(text.strip(), n, n >= max_new, per_sample, ids))
     return results
 
 
-def _is_prompt_tuning(model) -> bool:
+def is_prompt_tuning(model) -> bool:
     config = getattr(model, "active_peft_config", None)
     return config is not None and getattr(config, "peft_type", None) is not None and config.peft_type.value == "PROMPT_TUNING"
 
 
-def _generate_prompt_tuning(model, ids: torch.Tensor, mask: torch.Tensor, kwargs: dict) -> torch.Tensor:
-    """Batched generation for prompt tuning, laid out exactly as in training.
+def prompt_tuning_embeds(model, ids: torch.Tensor, mask: torch.Tensor, embed=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Input embeddings ``[pad ... pad][virtual tokens][prompt]`` per row, laid out exactly as in training.
 
     PEFT's own generate puts the virtual tokens *before* the left padding, so in a padded row they
-    sit at other positions than in training (and PEFT drops position ids). Here each row is
-    ``[pad ... pad][virtual tokens][prompt]``: the base model sees the virtual tokens at positions
-    0..V-1 and the prompt right after them, as it did in training, at any padding.
+    sit at other positions than in training (and PEFT drops position ids). Here the base model sees
+    the virtual tokens at positions 0..V-1 and the prompt right after them, as it did in training,
+    at any padding. ``embed`` is the token embedding to use (default: the base model's own).
     """
-    base = model.get_base_model()
     batch, width = ids.shape
     prompt = model.get_prompt(batch_size=batch)  # (B, V, H)
     virtual = prompt.shape[1]
-    tokens = base.get_input_embeddings()(ids)
+    tokens = (embed or model.get_base_model().get_input_embeddings())(ids)
     embeds = torch.zeros((batch, virtual + width, tokens.shape[-1]), dtype=tokens.dtype, device=ids.device)
     new_mask = torch.zeros((batch, virtual + width), dtype=mask.dtype, device=ids.device)
-    lengths = mask.sum(dim=1).tolist()
-    for i, n in enumerate(lengths):
+    for i, n in enumerate(mask.sum(dim=1).tolist()):
         start = width - n
         embeds[i, :start] = tokens[i, :start]  # padding, masked out
-        embeds[i, start:start + virtual] = prompt[i].to(tokens.dtype)
+        embeds[i, start:start + virtual] = prompt[i].to(device=ids.device, dtype=tokens.dtype)
         embeds[i, start + virtual:] = tokens[i, start:]
         new_mask[i, start:] = 1
-    return base.generate(inputs_embeds=embeds, attention_mask=new_mask, **kwargs)
+    return embeds, new_mask
+
+
+def _generate_prompt_tuning(model, ids: torch.Tensor, mask: torch.Tensor, kwargs: dict) -> torch.Tensor:
+    embeds, new_mask = prompt_tuning_embeds(model, ids, mask)
+    return model.get_base_model().generate(inputs_embeds=embeds, attention_mask=new_mask, **kwargs)
 
 
 def generate_replies(agent: Agent, examples: list[dict], settings: DecodeSettings, shots: list[list[dict]] | None = None,
-                     progress: str | None = "generating", shard: tuple[int, int] = (0, 1)) -> list[Generated | None]:
+                     progress: str | None = "generating", shard: tuple[int, int] = (0, 1),
+                     on_batch: Callable[[list[int], list[Generated]], None] | None = None) -> list[Generated | None]:
     """Replies for ``examples`` in order, batched by similar prompt length.
 
+    ``on_batch(indices, replies)`` runs after every batch (evaluate appends them to disk there).
     ``shard=(rank, world)`` generates only every ``world``-th batch from the ``rank``-th (the other
-    entries stay None): each batch is then exactly the batch one process would form, with the same
-    padding, so greedy replies are bit-identical whatever the number of processes. (Sharding the
-    examples instead changes the batches; in bf16 on a GPU that changes the rounding, which can flip
-    a near-tied argmax and with it the rest of a reply.)
+    entries stay None): each batch is then exactly the batch one process would form.
     """
-    prompts = [agent.prompt_ids(ex, shots[i] if shots else None) for i, ex in enumerate(examples)]
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    results: list[Generated | None] = [None] * len(prompts)
-    batches = [order[i:i + settings.batch_size] for i in range(0, len(order), settings.batch_size)]
-    batches = batches[shard[0]::shard[1]]
-    for batch in track(batches, progress or "generating") if progress else batches:
-        for i, g in zip(batch, _generate_ids(agent, [prompts[i] for i in batch], settings)):
-            results[i] = g
-    return results
+    from .engine import engine_for
 
+    prompts = [agent.prompt_ids(ex, shots[i] if shots else None) for i, ex in enumerate(examples)]
+    engine = engine_for(agent)
+    batches = engine.plan_batches(prompts, settings)[shard[0]::shard[1]]
+    results: list[Generated | None] = [None] * len(prompts)
+    for j, batch in enumerate(track(batches, progress or "generating") if progress else batches):
+        gens = engine.generate([prompts[i] for i in batch], settings, remaining_batches=len(batches) - j)
+        for i, g in zip(batch, gens):
+            results[i] = g
+        if on_batch:
+            on_batch(batch, gens)
+    return results
 
 
 def batch1_latencies(agent: Agent, examples: list[dict], settings: DecodeSettings, n: int) -> list[float]:
     """Warm per-sample latency at batch size 1 (one warm-up call first, not timed)."""
+    from .engine import engine_for
+    from .memory import sync
+
     if not examples or n <= 0:
         return []
-    one = DecodeSettings(settings.max_new_tokens, 1, settings.do_sample)
-    _generate_ids(agent, [agent.prompt_ids(examples[0])], one)
+    one = DecodeSettings(settings.max_new_tokens, 1, settings.do_sample, settings.temperature, settings.engine)
+    engine = engine_for(agent)
+    prompts = [agent.prompt_ids(ex) for ex in examples[:n]]
+    engine.reserve(max(len(p) for p in prompts), one, batches=n + 1, rows=1)
+    engine.generate(prompts[:1], one, remaining_batches=len(prompts) + 1)
     times = []
-    for ex in examples[:n]:
+    for j, p in enumerate(prompts):
         sync(agent.device)
         t0 = time.perf_counter()
-        _generate_ids(agent, [agent.prompt_ids(ex)], one)
+        engine.generate([p], one, remaining_batches=len(prompts) - j)
         sync(agent.device)
         times.append(time.perf_counter() - t0)
     return times

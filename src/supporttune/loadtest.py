@@ -15,9 +15,9 @@ import time
 
 
 class LocalServer:
-    """uvicorn in a background thread on a free loopback port."""
+    """uvicorn in a background thread on a free loopback port (start-up includes the engine's warm-up)."""
 
-    def __init__(self, app):
+    def __init__(self, app, start_timeout: float = 600):
         import uvicorn
 
         with socket.socket() as s:
@@ -25,12 +25,13 @@ class LocalServer:
             self.port = s.getsockname()[1]
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.start_timeout = start_timeout
 
     def __enter__(self) -> str:
         self.thread.start()
-        deadline = time.time() + 30
+        deadline = time.time() + self.start_timeout
         while not self.server.started:
-            if time.time() > deadline:
+            if time.time() > deadline or not self.thread.is_alive():
                 raise RuntimeError("server did not start")
             time.sleep(0.05)
         return f"http://127.0.0.1:{self.port}"
@@ -40,7 +41,7 @@ class LocalServer:
         self.thread.join(timeout=10)
 
 
-def load(url: str, requests: int = 200, clients: int = 16, timeout: float = 600) -> dict:
+def load(url: str, requests: int = 200, clients: int = 16, timeout: float = 600, max_tokens: int | None = None) -> dict:
     """Send ``requests`` POST /v1/reply from ``clients`` concurrent clients; latency and throughput."""
     import httpx
 
@@ -51,7 +52,8 @@ def load(url: str, requests: int = 200, clients: int = 16, timeout: float = 600)
         nonlocal failures
         for j in range(i, requests, clients):
             t0 = time.perf_counter()
-            r = await http.post(f"{url}/v1/reply", json={"message": f"order {j} has not arrived, where is it?"})
+            body = {"message": f"order {j} has not arrived, where is it?", **({"max_tokens": max_tokens} if max_tokens else {})}
+            r = await http.post(f"{url}/v1/reply", json=body)
             latencies.append(time.perf_counter() - t0)
             failures += r.status_code != 200
 
@@ -70,6 +72,9 @@ def load(url: str, requests: int = 200, clients: int = 16, timeout: float = 600)
 
 
 def main(argv: list[str]) -> None:
+    """``python -m supporttune.loadtest RUN [REQUESTS] [MAX_NEW] [window|continuous|off ...]``; one JSON line each."""
+    import json
+
     import httpx
 
     from .generate import load_agent
@@ -77,11 +82,14 @@ def main(argv: list[str]) -> None:
 
     run, n, max_new = argv[0], int(argv[1]) if len(argv) > 1 else 200, int(argv[2]) if len(argv) > 2 else 32
     agent = load_agent(run)
-    for batching in (True, False):
-        with LocalServer(create_app(agent, ServeOptions(max_new_tokens=max_new, batching=batching))) as url:
-            result = load(url, n, 16)
-            result["batches"] = httpx.get(f"{url}/health").json()["batches_served"]
-        print(f"batching={'on' if batching else 'off'} max_new_tokens={max_new}: {result}", flush=True)
+    for mode in argv[3:] or ["window", "off"]:
+        opts = ServeOptions(max_new_tokens=max_new, batching=mode != "off", batcher="continuous" if mode == "continuous" else "window")
+        with LocalServer(create_app(agent, opts)) as url:
+            health = httpx.get(f"{url}/health").json()
+            result = load(url, n, 16, max_tokens=max_new)
+            result.update(batcher=mode, max_new_tokens=max_new, warmup_s=health["warmup_s"],
+                          batches=httpx.get(f"{url}/health").json()["batches_served"])
+        print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

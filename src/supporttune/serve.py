@@ -1,56 +1,32 @@
-"""`supporttune serve RUNDIR`: an HTTP service (FastAPI + uvicorn) with dynamic batching.
+"""`supporttune serve RUNDIR`: an HTTP service (FastAPI + uvicorn) on the generation engine.
 
 * ``POST /v1/reply`` ``{"message", "brand"?}`` -> reply + the tagger's labels + latency.
-* ``POST /v1/chat/completions``: OpenAI-compatible, so the ``openai`` client works unchanged.
-* ``GET /health``; the OpenAPI schema at ``/openapi.json``.
+* ``POST /v1/chat/completions``: OpenAI-compatible, streaming included (``"stream": true`` sends
+  server-sent events ending with ``data: [DONE]``), so the ``openai`` client works unchanged.
+* ``GET /v1/models``, ``GET /health``; the OpenAPI schema at ``/openapi.json``.
 
-Concurrent requests wait at most ``max_wait_ms`` in a queue and are answered by one batched
-``generate`` call (up to ``max_batch``), so throughput grows with load. Errors are JSON in the
-OpenAI shape ``{"error": {"message", "type"}}``; the server keeps serving after any of them.
+Requests are batched (batcher.py) into engine calls; on a GPU the engine compiles the batch shape
+before the server takes requests (``warmup_s`` in /health). Work for a client that went away is
+dropped. Every error is JSON in the OpenAI shape (serve_api.py); the server keeps serving after any.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
+import json
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .generate import Agent
-from .respond import Reply, context_limit, prompt_length, respond_batch
-
-
-class ReplyRequest(BaseModel):
-    message: str = Field(..., min_length=1, description="The customer's message.")
-    brand: str | None = Field(None, description="The company answering (conditions the reply).")
-    max_tokens: int | None = Field(None, gt=0, le=512)
-
-
-class ReplyResponse(BaseModel):
-    reply: str
-    sentiment: str
-    priority: str
-    category: str
-    latency_ms: float
-
-
-class ChatMessage(BaseModel):
-    role: str
-    content: str
-
-
-class ChatRequest(BaseModel):
-    model: str | None = None
-    messages: list[ChatMessage] = Field(..., min_length=1)
-    max_tokens: int | None = Field(None, gt=0, le=512)
-    temperature: float | None = Field(None, ge=0, le=2)
-    brand: str | None = None  # extension: pass with extra_body={"brand": ...}
+from .batcher import Job, WindowBatcher, make_batcher
+from .generate import Agent, DecodeSettings
+from .respond import Reply, ReplyText, context_limit, prompt_for
+from .serve_api import ChatRequest, Guard, ReplyRequest, ReplyResponse, chunk, error, error_body, json_error_message
 
 
 @dataclass
@@ -61,90 +37,24 @@ class ServeOptions:
     max_new_tokens: int = 64
     max_body_bytes: int = 64 * 1024
     batching: bool = True
-
-
-@dataclass
-class _Job:
-    message: str
-    brand: str | None
-    history: list[dict]
-    max_tokens: int
-    temperature: float
-    future: asyncio.Future
-    enqueued: float = field(default_factory=time.perf_counter)
-
-
-class Batcher:
-    """Collects concurrent jobs for up to ``max_wait_ms`` and answers them with one generate call."""
-
-    def __init__(self, agent: Agent, opts: ServeOptions):
-        self.agent, self.opts = agent, opts
-        self.queue: asyncio.Queue[_Job] = asyncio.Queue()
-        self.batches: list[int] = []  # sizes, for tests and /health
-        self._task: asyncio.Task | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop())
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-
-    async def submit(self, message: str, brand: str | None, max_tokens: int, temperature: float = 0.0,
-                     history: list[dict] | None = None) -> Reply:
-        job = _Job(message, brand, list(history or []), max_tokens, temperature, asyncio.get_running_loop().create_future())
-        await self.queue.put(job)
-        return await job.future
-
-    async def _loop(self) -> None:
-        limit = self.opts.max_batch if self.opts.batching else 1
-        while True:
-            jobs = [await self.queue.get()]
-            deadline = time.perf_counter() + self.opts.max_wait_ms / 1000
-            while len(jobs) < limit:
-                timeout = deadline - time.perf_counter()
-                if timeout <= 0:
-                    break
-                try:
-                    jobs.append(await asyncio.wait_for(self.queue.get(), timeout))
-                except asyncio.TimeoutError:
-                    break
-            self.batches.append(len(jobs))
-            groups: dict[float, list[_Job]] = {}
-            for j in jobs:  # one generate call per temperature (greedy requests share one)
-                groups.setdefault(j.temperature, []).append(j)
-            for temperature, group in groups.items():
-                await self._run(group, temperature)
-
-    async def _run(self, jobs: list[_Job], temperature: float) -> None:
-        longest = max(j.max_tokens for j in jobs)
-        try:
-            replies = await asyncio.to_thread(respond_batch, self.agent, [(j.message, j.brand, j.history) for j in jobs], longest,
-                                              temperature)
-        except Exception as e:  # a generation error fails this batch, not the server
-            for j in jobs:
-                if not j.future.done():
-                    j.future.set_exception(e)
-            return
-        for j, r in zip(jobs, replies):
-            if r.completion_tokens > j.max_tokens:  # greedy: a shorter budget is a prefix of the longer one
-                ids = self.agent.tokenizer(r.reply, add_special_tokens=False)["input_ids"][: j.max_tokens]
-                r = Reply(self.agent.tokenizer.decode(ids).strip(), r.sentiment, r.priority, r.category,
-                          r.prompt_tokens, j.max_tokens, "length")
-            if not j.future.done():
-                j.future.set_result(r)
-
-
-def _error(status: int, message: str, kind: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": {"message": message, "type": kind}})
+    batcher: str = "auto"  # auto | window | continuous (see batcher.py)
+    warmup_prompt_tokens: int = 320  # the compiled cache fits prompts this long (+ max_new_tokens); longer ones run eagerly
 
 
 def create_app(agent: Agent, opts: ServeOptions | None = None) -> FastAPI:
     opts = opts or ServeOptions()
-    batcher = Batcher(agent, opts)
+    max_batch = opts.max_batch if opts.batching else 1
+    batcher = make_batcher(agent, opts.batcher, max_batch, opts.max_wait_ms, opts.max_new_tokens)
     limit = context_limit(agent)
+    state = {"warmup_s": 0.0, "cancelled": 0}
 
     async def lifespan(app: FastAPI):
+        if isinstance(batcher, WindowBatcher):
+            from .engine import engine_for
+
+            settings = DecodeSettings(opts.max_new_tokens, max_batch)
+            state["warmup_s"] = round(await asyncio.to_thread(engine_for(agent).warmup, max_batch,
+                                                              opts.warmup_prompt_tokens, settings), 2)
         batcher.start()
         yield
         await batcher.stop()
@@ -152,71 +62,149 @@ def create_app(agent: Agent, opts: ServeOptions | None = None) -> FastAPI:
     app = FastAPI(title="supporttune", version="1", lifespan=lifespan,
                   description=f"Customer-support reply agent {agent.name}")
     app.state.batcher = batcher
+    app.add_middleware(Guard, api_key=opts.api_key, max_body_bytes=opts.max_body_bytes)
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        if request.url.path.startswith("/v1/"):
-            if opts.api_key:
-                given = request.headers.get("authorization", "").removeprefix("Bearer ").strip() or request.headers.get("x-api-key", "")
-                if not hmac.compare_digest(given.encode(), opts.api_key.encode()):
-                    return _error(401, "missing or wrong API key (Authorization: Bearer KEY)", "authentication_error")
-            size = request.headers.get("content-length")
-            if size and size.isdigit() and int(size) > opts.max_body_bytes:
-                return _error(413, f"request body over {opts.max_body_bytes} bytes", "request_too_large")
-        return await call_next(request)
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        what = {404: "no such endpoint", 405: "method not allowed for this endpoint"}.get(exc.status_code, str(exc.detail))
+        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        return error(exc.status_code, f"{request.method} {request.url.path}: {what}", kind,
+                     code={404: "not_found", 405: "method_not_allowed"}.get(exc.status_code))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {"loc": [], "msg": "invalid request"}
+        if first.get("type") == "json_invalid":
+            return error(400, json_error_message(await request.body()), code="invalid_json")
         where = ".".join(str(x) for x in first.get("loc", []) if x != "body")
-        return _error(422, f"{where or 'body'}: {first.get('msg')}", "invalid_request_error")
+        return error(400, f"{where or 'body'}: {first.get('msg')}", param=where or None)
 
-    async def answer(message: str, brand: str | None, max_tokens: int | None,
-                     temperature: float | None = None, history: list[dict] | None = None) -> Reply | JSONResponse:
-        budget = max_tokens or opts.max_new_tokens
-        n = await asyncio.to_thread(prompt_length, agent, message, brand, history)
-        if n + budget > limit:
-            return _error(422, f"message too long: {n} prompt tokens + {budget} new tokens exceed the model's "
-                               f"context of {limit}", "context_length_exceeded")
+    async def submit(message: str, brand: str | None, budget: int, temperature: float, history: list[dict],
+                     stop: list[str], stream: bool) -> Job | JSONResponse:
+        if not message.strip():
+            return error(400, "the customer message is empty or only whitespace", param="message")
+        prompt = await asyncio.to_thread(prompt_for, agent, message, brand, history)
+        if len(prompt) + budget > limit:
+            return error(400, f"message too long: {len(prompt)} prompt tokens + {budget} new tokens exceed the model's "
+                              f"context of {limit}", code="context_length_exceeded")
+        loop = asyncio.get_running_loop()
+        job = Job(message, brand, history, prompt, budget, temperature, ReplyText(agent.tokenizer, budget, stop),
+                  loop.create_future(), asyncio.Queue() if stream else None)
         try:
-            return await batcher.submit(message, brand, budget, temperature or 0.0, history)
+            await batcher.submit(job)
+        except ValueError as e:
+            return error(400, str(e), param="temperature")
+        return job
+
+    async def answer(request: Request, jobs: list[Job]) -> list[Reply] | JSONResponse | None:
+        """The jobs' replies, or None once the client has gone away (its jobs are cancelled)."""
+        done = asyncio.ensure_future(asyncio.gather(*(j.future for j in jobs)))
+        gone = asyncio.ensure_future(_disconnected(request))
+        await asyncio.wait({done, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if not done.done():
+            for j in jobs:
+                j.cancelled = True
+            state["cancelled"] += len(jobs)
+            done.cancel()
+            return None
+        gone.cancel()
+        try:
+            return done.result()
         except Exception as e:
-            return _error(500, f"generation failed: {type(e).__name__}: {e}", "server_error")
+            return error(500, f"generation failed: {type(e).__name__}: {e}", "server_error")
 
     @app.get("/health")
     async def health():
         return {"status": "ok", "model": agent.name, "method": agent.method, "device": agent.device,
-                "batching": opts.batching, "max_batch": opts.max_batch, "batches_served": len(batcher.batches)}
+                "batcher": type(batcher).__name__, "batching": opts.batching, "max_batch": max_batch,
+                "batches_served": len(batcher.batches), "warmup_s": state["warmup_s"],
+                "cancelled_requests": state["cancelled"], "skipped_jobs": batcher.skipped}
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{"id": agent.name, "object": "model", "created": 0, "owned_by": "supporttune"}]}
 
     @app.post("/v1/reply", response_model=ReplyResponse)
-    async def reply(req: ReplyRequest):
+    async def reply(req: ReplyRequest, request: Request):
         t0 = time.perf_counter()
-        r = await answer(req.message, req.brand, req.max_tokens)
-        if isinstance(r, JSONResponse):
-            return r
+        job = await submit(req.message, req.brand, req.max_tokens or opts.max_new_tokens, 0.0, [], [], False)
+        if isinstance(job, JSONResponse):
+            return job
+        out = await answer(request, [job])
+        if not isinstance(out, list):
+            return out
+        r = out[0]
         return ReplyResponse(reply=r.reply, sentiment=r.sentiment, priority=r.priority, category=r.category,
                              latency_ms=round(1000 * (time.perf_counter() - t0), 2))
 
     @app.post("/v1/chat/completions")
-    async def chat_completions(req: ChatRequest):
+    async def chat_completions(req: ChatRequest, request: Request):
+        bad = req.unsupported()
+        if bad:
+            return error(400, bad[1], param=bad[0], code="unsupported_parameter")
         last = max((i for i, m in enumerate(req.messages) if m.role == "user"), default=None)
-        if last is None or not req.messages[last].content.strip():
-            return _error(422, "messages: needs a non-empty user message", "invalid_request_error")
+        if last is None:
+            return error(400, "messages: needs a user message", param="messages")
         # the conversation so far (user and assistant turns before the last user message) is the history
-        history = [{"role": m.role, "content": m.content} for m in req.messages[:last]
-                   if m.role in ("user", "assistant") and m.content.strip()]
-        r = await answer(req.messages[last].content, req.brand, req.max_tokens, req.temperature, history)
-        if isinstance(r, JSONResponse):
-            return r
-        return {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
-                "model": req.model or agent.name,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": r.reply},
-                             "finish_reason": r.finish_reason}],
-                "usage": {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
-                          "total_tokens": r.prompt_tokens + r.completion_tokens},
-                "supporttune": {"sentiment": r.sentiment, "priority": r.priority, "category": r.category}}
+        history = [{"role": m.role, "content": m.text()} for m in req.messages[:last]
+                   if m.role in ("user", "assistant") and m.text().strip()]
+        budget, temperature = req.budget() or opts.max_new_tokens, req.temperature or 0.0
+        jobs = []
+        for _ in range(req.n):
+            job = await submit(req.messages[last].text(), req.brand, budget, temperature, history, req.stop, req.stream)
+            if isinstance(job, JSONResponse):
+                for j in jobs:
+                    j.cancelled = True
+                return job
+            jobs.append(job)
+        cid, model = f"chatcmpl-{uuid.uuid4().hex[:24]}", req.model or agent.name
+        if req.stream:
+            usage = bool((req.stream_options or {}).get("include_usage"))
+            return StreamingResponse(_events(jobs[0], cid, model, usage, state), media_type="text/event-stream")
+        out = await answer(request, jobs)
+        if not isinstance(out, list):
+            return out
+        prompt_tokens, completion = out[0].prompt_tokens, sum(r.completion_tokens for r in out)
+        return {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
+                "choices": [{"index": i, "message": {"role": "assistant", "content": r.reply}, "finish_reason": r.finish_reason,
+                             "logprobs": None} for i, r in enumerate(out)],
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
+                          "total_tokens": prompt_tokens + completion},
+                "supporttune": {"sentiment": out[0].sentiment, "priority": out[0].priority, "category": out[0].category}}
 
     return app
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns once the client has closed the connection (the body was read already, by the guard)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _events(job: Job, cid: str, model: str, usage: bool, state: dict):
+    """The SSE stream of one job: role, text pieces as they are safe to show, finish reason, [DONE]."""
+    finished = False
+    try:
+        yield chunk(cid, model, {"role": "assistant", "content": ""})
+        while (piece := await job.stream.get()) is not None:
+            yield chunk(cid, model, {"content": piece})
+        try:
+            r = await job.future
+        except Exception as e:  # the stream has started: report in-band, OpenAI style
+            yield f"data: {json.dumps(error_body(f'generation failed: {type(e).__name__}: {e}', 'server_error'))}\n\n"
+        else:
+            yield chunk(cid, model, {}, r.finish_reason)
+            if usage:
+                yield chunk(cid, model, {}, usage={"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
+                                                   "total_tokens": r.prompt_tokens + r.completion_tokens})
+        yield "data: [DONE]\n\n"
+        finished = True
+    finally:
+        if not finished:  # the client went away mid-stream
+            job.cancelled = True
+            state["cancelled"] += 1
 
 
 def serve(agent: Agent, host: str, port: int, opts: ServeOptions) -> None:
