@@ -127,11 +127,11 @@ def tiny_train_cfg(tiny_model_dir, builtin_data, tmp_path):
 
 
 # One finished run per method, trained once per session and shared read-only by the train, generate,
-# chat, export and serve tests. 3 steps each; lora and random-init prompt tuning at a high rate so
-# that their greedy replies are not all empty.
+# chat, export and serve tests. 3 steps each; lora, qlora and random-init prompt tuning at a high rate
+# so that their adapters visibly change the replies and logits.
 TINY_RUNS = {
     "lora": dict(method="lora", lr=5e-2),
-    "qlora": dict(method="qlora"),
+    "qlora": dict(method="qlora", lr=5e-2),
     "dora": dict(method="dora"),
     "ia3": dict(method="ia3", targets=["k_proj", "v_proj", "down_proj"]),
     "prompt-tuning": dict(method="prompt-tuning", virtual_tokens=4),
