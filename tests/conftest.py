@@ -32,7 +32,7 @@ _TORCH_THREADS: list[int] = []  # torch's own default, for the slow tests
 def pytest_collection_finish(session):
     """Two settings for a test process that mostly runs a 2-layer, 64-wide model.
 
-    * One intra-op thread (slow tests get torch's default back, see ``_torch_threads``). Ops on the
+    * One intra-op thread (tests on the embedded model get torch's default, see ``_torch_threads``). Ops on the
       tiny model are too small to split: a second thread only spin-waits, which costs twice the CPU
       time and, on a shared machine, twice the wall time (tests/test_train.py + test_generate.py +
       test_suite.py: 43 s with one thread, 90 s with two, on 2 cores with one other busy process).
@@ -57,9 +57,10 @@ def _freeze() -> None:
 
 @pytest.fixture(autouse=True)
 def _torch_threads(request):
-    """Slow tests (the embedded model's real matrices) run with torch's default number of threads."""
+    """Slow tests on the embedded model's real matrices run with torch's default number of threads."""
     torch = sys.modules.get("torch")
-    if not (_TORCH_THREADS and torch is not None and request.node.get_closest_marker("slow")):
+    if not (_TORCH_THREADS and torch is not None and request.node.get_closest_marker("slow")
+            and "tiny_model_dir" not in request.fixturenames):
         yield
         return
     torch.set_num_threads(_TORCH_THREADS[0])
@@ -126,11 +127,11 @@ def tiny_train_cfg(tiny_model_dir, builtin_data, tmp_path):
 
 
 # One finished run per method, trained once per session and shared read-only by the train, generate,
-# chat, export and serve tests. 3 steps each; lora and random-init prompt tuning at a high rate so
-# that their greedy replies are not all empty.
+# chat, export and serve tests. 3 steps each; lora, qlora and random-init prompt tuning at a high rate
+# so that their adapters visibly change the replies and logits.
 TINY_RUNS = {
     "lora": dict(method="lora", lr=5e-2),
-    "qlora": dict(method="qlora"),
+    "qlora": dict(method="qlora", lr=5e-2),
     "dora": dict(method="dora"),
     "ia3": dict(method="ia3", targets=["k_proj", "v_proj", "down_proj"]),
     "prompt-tuning": dict(method="prompt-tuning", virtual_tokens=4),

@@ -50,7 +50,6 @@ def test_agreement_counts_identical_replies_and_shared_words():
     assert got["word_agreement"] == pytest.approx((2 / 3 + 2 / 3 + 1 + 0) / 4)  # empty vs empty: no words agree
 
 
-@pytest.mark.slow  # dequantize + merge + save, then greedy replies (48 tokens) of both models, twice
 def test_qlora_merge_reports_drift(tiny_runs, tmp_path, builtin_data):
     q, _ = tiny_runs("qlora")
     report = export(q.out, tmp_path / "qm", merge=True, data=builtin_data, limit=4)

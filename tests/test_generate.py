@@ -62,17 +62,15 @@ def test_shards_are_whole_batches_of_the_unsharded_call(tiny_run, builtin_data):
     assert all((p[i] or full[i]).text == full[i].text for p in parts for i in range(7))
 
 
-STATIC_METHODS = [("lora", {}), ("dora", {}), ("ia3", {"targets": ["k_proj", "v_proj", "down_proj"]}),
-                  ("prompt-tuning", {"virtual_tokens": 4, "prompt_init": "random"})]
+STATIC_METHODS = ["lora", "dora", "ia3", "prompt-tuning-random"]  # shared runs (conftest.TINY_RUNS)
 
 
-@pytest.mark.parametrize("method,extra", STATIC_METHODS)
-def test_static_cache_engine_gives_the_eager_tokens(tiny_train_cfg, builtin_data, method, extra):
+@pytest.mark.parametrize("name", STATIC_METHODS)
+def test_static_cache_engine_gives_the_eager_tokens(tiny_runs, builtin_data, name):
     """The fast path (plain model, adapter merged or NF4 dequantized, static cache, padded rows) = eager greedy."""
     from supporttune.engine import engine_for
 
-    cfg = tiny_train_cfg(method=method, max_steps=3, lr=5e-2, **extra)
-    train(cfg)
+    cfg, _ = tiny_runs(name)
     agent = load_agent(cfg.out, device="cpu")
     examples = read_jsonl(builtin_data / "test.jsonl")[:7]
     eager = generate_replies(agent, examples, DecodeSettings(max_new_tokens=10, batch_size=4, engine="eager"), progress=None)
@@ -83,7 +81,7 @@ def test_static_cache_engine_gives_the_eager_tokens(tiny_train_cfg, builtin_data
     assert all(g.latency_s > 0 for g in static)
 
 
-def test_qlora_plain_copy_is_the_4bit_model_up_to_bf16_rounding(tiny_train_cfg, builtin_data):
+def test_qlora_plain_copy_is_the_4bit_model_up_to_bf16_rounding(tiny_runs, builtin_data):
     """QLoRA's fast path: NF4 weights dequantized as bitsandbytes does, adapter merged; not the original base.
 
     bitsandbytes multiplies in bf16 on this CPU and the plain copy in fp32, so the logits agree to
@@ -94,8 +92,7 @@ def test_qlora_plain_copy_is_the_4bit_model_up_to_bf16_rounding(tiny_train_cfg, 
     from supporttune import slots
     from supporttune.engine import engine_for
 
-    cfg = tiny_train_cfg(method="qlora", max_steps=3, lr=5e-2)
-    train(cfg)
+    cfg, _ = tiny_runs("qlora")
     agent = load_agent(cfg.out, device="cpu")
     assert slots.fast_kind(agent.model) == "dequantized"
     slot, _ = slots.slot_for(agent.model, "dequantized", engine_for(agent))

@@ -92,7 +92,7 @@ def test_openai_client_works_unchanged(base_url):
     assert sampled.choices[0].message.content is not None
 
 
-@pytest.mark.slow  # 400 requests through the real model and sockets; the batching logic is tested in test_serve_batcher
+@pytest.mark.slow  # 400 requests through the real model and sockets; the batching logic is tested in test_batcher.py
 def test_load_200_requests_16_clients_zero_failures(agent):
     """Dynamic batching under load; prints p50/p95 latency and throughput (loopback only, bounded)."""
     results = {}
