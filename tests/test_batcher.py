@@ -156,9 +156,6 @@ def test_a_stream_gets_the_pieces_of_its_reply_then_the_end(calls):
     assert t_pieces == ["t-0", " t-1"] and (t.reply, t.finish_reason) == ("t-0 t-1", "length")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: Job.finish puts the stream's rest and end directly, while token() "
-                   "queues pieces with call_soon_threadsafe; called on the event loop (ContinuousBatcher's result "
-                   "handler) the last pieces land after the end. Fix: queue both with loop.call_soon in Job.finish")
 def test_pieces_streamed_from_the_event_loop_arrive_before_the_end():
     """What ContinuousBatcher does: token() and finish() from a callback on the event loop itself."""
     async def main():

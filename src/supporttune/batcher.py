@@ -53,9 +53,12 @@ class Job:
         text, reason, n = final_text(self.text.tokenizer, reply.token_ids or self.text.tokens, self.max_tokens, self.text.stop)
         if self.stream is not None:
             rest, reason, n = self.text.close()
+            # token() queues pieces with call_soon_threadsafe; queue the rest and the end behind them, so a
+            # finish called on the event loop (ContinuousBatcher's result handler) cannot overtake them
+            loop = asyncio.get_running_loop()
             if rest:
-                self.stream.put_nowait(rest)
-            self.stream.put_nowait(None)
+                loop.call_soon(self.stream.put_nowait, rest)
+            loop.call_soon(self.stream.put_nowait, None)
         if not self.future.done():
             self.future.set_result(Reply(text, reply.sentiment, reply.priority, reply.category, reply.prompt_tokens, n,
                                          reason, reply.token_ids))
