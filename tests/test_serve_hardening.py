@@ -12,16 +12,14 @@ from supporttune.generate import load_agent
 from supporttune.loadtest import LocalServer
 from supporttune.serve import ServeOptions, create_app
 
-from scripted import SCRIPT, make_scripted
+from scripted import SCRIPT, make_scripted, scripted_agent
 
 USER = [{"role": "user", "content": "Where is my parcel?"}]
 
 
 @pytest.fixture(scope="module")
 def agent(tiny_run):
-    a = load_agent(tiny_run, device="cpu")
-    make_scripted(a)
-    return a
+    return scripted_agent(tiny_run)
 
 
 @pytest.fixture(scope="module")

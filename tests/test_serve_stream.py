@@ -9,17 +9,14 @@ from supporttune.generate import load_agent
 from supporttune.loadtest import LocalServer
 from supporttune.serve import ServeOptions, create_app
 
-from scripted import SCRIPT, make_scripted
+from scripted import SCRIPT, make_scripted, scripted_agent
 
 MESSAGES = [{"role": "user", "content": "My parcel never arrived, where is it?"}]
 
 
 @pytest.fixture(scope="module")
 def agent(tiny_run):
-    """The tiny model made to say SCRIPT (its random weights only say newlines)."""
-    a = load_agent(tiny_run, device="cpu")
-    make_scripted(a)
-    return a
+    return scripted_agent(tiny_run)
 
 
 @pytest.fixture(scope="module")
