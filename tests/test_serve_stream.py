@@ -5,11 +5,10 @@ import json
 import httpx
 import pytest
 
-from supporttune.generate import load_agent
 from supporttune.loadtest import LocalServer
 from supporttune.serve import ServeOptions, create_app
 
-from scripted import SCRIPT, make_scripted, scripted_agent
+from scripted import SCRIPT, scripted_agent
 
 MESSAGES = [{"role": "user", "content": "My parcel never arrived, where is it?"}]
 
