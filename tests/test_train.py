@@ -139,3 +139,21 @@ def test_hub_id_without_network_gets_a_clear_error(builtin_data, tmp_path):
     cfg = TrainConfig(model="no-such-org/no-such-model", data=builtin_data, out=tmp_path / "x")
     with pytest.raises(UserError, match="Hugging Face Hub.*smollm2-135m"):
         train(cfg)
+
+
+def test_a_process_outside_a_launch_trains_on_one_gpu(tmp_path, monkeypatch):
+    """HF's Trainer would use every visible GPU (DataParallel, and n_gpu x the loss of a 4-bit base)."""
+    from transformers import TrainingArguments
+
+    from supporttune.trainer import one_gpu_per_process
+
+    for var in ("RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    assert args.n_gpu == 0
+    args._n_gpu = 2  # what a 2-GPU host gives a plain process
+    assert one_gpu_per_process(args).n_gpu == 1
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    args._n_gpu = 2  # under the launcher the count is left to accelerate (one device per rank)
+    assert one_gpu_per_process(args).n_gpu == 2

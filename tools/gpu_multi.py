@@ -155,7 +155,7 @@ def scaling(a, out: Path) -> None:
                                                         "--tokenizer", a.tok, "--data", a.data, "--steps", max(6, a.steps // 2),
                                                         "--repeats", 1, "--device", a.device, "--global-batch", big,
                                                         *(["--quick"] if a.cpu else []), "--out", out / "scaling-large.json"],
-                                      150)
+                                      a.budget_large)
 
 
 def scaling_model_dir(a) -> Path:
@@ -309,6 +309,7 @@ def main() -> None:
     ap.add_argument("--budget-scaling", type=float, default=380)
     ap.add_argument("--large-batch-before", type=float, default=230, help="run the larger batch only if this early")
     ap.add_argument("--always-large", action="store_true")
+    ap.add_argument("--budget-large", type=float, default=230)
     ap.add_argument("--parts", default="scaling,fsdp,suite,failures", help="which parts, in this order")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)

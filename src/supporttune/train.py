@@ -28,7 +28,8 @@ from .models import local_dir, module_names, pick_device, pick_dtype, resolve
 from .prompts import PromptSpec
 from .provenance import provenance
 from .rundir import CHECKPOINTS, RunRecord
-from .trainer import NonFiniteLoss, install_signal_handlers, restore_signal_handlers, steady_throughput, trainer_classes
+from .trainer import (NonFiniteLoss, install_signal_handlers, one_gpu_per_process, restore_signal_handlers,
+                      steady_throughput, trainer_classes)
 
 
 def check_run_dir(cfg: TrainConfig) -> None:
@@ -113,7 +114,7 @@ def _fsdp_args(cfg: TrainConfig, model) -> dict:
 def _training_args(cfg: TrainConfig, device: str, dtype: torch.dtype, has_val: bool, plan: dict, extra: dict):
     from transformers import TrainingArguments
 
-    return TrainingArguments(
+    return one_gpu_per_process(TrainingArguments(
         output_dir=str(Path(cfg.out) / CHECKPOINTS),
         per_device_train_batch_size=plan["per_device_batch"], per_device_eval_batch_size=max(cfg.batch_size, 8),
         gradient_accumulation_steps=plan["grad_accum_per_device"], num_train_epochs=cfg.epochs,
@@ -129,7 +130,7 @@ def _training_args(cfg: TrainConfig, device: str, dtype: torch.dtype, has_val: b
         optim="adamw_torch", ddp_backend=plan["backend"],
         # every trainable parameter (LoRA, virtual tokens) takes part in each step: skip DDP's search
         ddp_find_unused_parameters=False, **extra,
-    )
+    ))
 
 
 def train(cfg: TrainConfig, callbacks: list | None = None) -> dict:

@@ -104,6 +104,20 @@ def trainer_classes():
     return SupportTrainer, RunLog
 
 
+def one_gpu_per_process(args):
+    """Keep a process that was not launched with ``--nproc`` on one GPU.
+
+    Outside a launch, HF's Trainer sets ``n_gpu`` to every visible GPU and wraps the model in
+    torch's DataParallel; for a 4-bit base it skips the wrapping but still multiplies the loss by
+    ``n_gpu``. On a 2-GPU host that doubled QLoRA's loss and gradients and silently made "one GPU"
+    LoRA runs DataParallel over both (found by ``bench --scaling`` on 2 x H200). Several GPUs are
+    what ``--nproc N`` (DDP or FSDP, one process per GPU) is for.
+    """
+    if not distributed.launched() and args.n_gpu > 1:
+        args._n_gpu = 1  # the Trainer does the same itself for model-parallel models
+    return args
+
+
 def _keep_4bit_kernels(model) -> None:
     """Leave bitsandbytes' 4-bit layers in training mode during validation.
 
