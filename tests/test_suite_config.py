@@ -64,8 +64,8 @@ def test_every_shipped_suite_config_validates_and_says_how_to_run_it(path):
 
 def test_quick_preset_runs_seed_variants_a_retrieval_variant_and_all_baselines():
     cfg = load_suite(preset_path("quick"))
-    assert [v["name"] for v in cfg.expanded()] == ["qlora-r8", "prompt-tuning-10", "qlora-k2"]
-    assert cfg.expanded()[-1]["retrieve"] == 2
+    assert [v["name"] for v in cfg.expanded()] == ["qlora-r8", "prompt-tuning-10", "qlora-k1"]
+    assert cfg.expanded()[-1]["retrieve"] == 1
     assert set(cfg.baselines) == {"zero-shot", "few-shot", "retrieval", "constant"}
 
 
