@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import io
+import json
 import os
 import runpy
 import subprocess
@@ -95,6 +96,10 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     AutoModelForCausalLM.from_config(config).save_pretrained(out)
     tok.save_pretrained(out)
+    # The same JSON without indentation: every train and agent load parses tokenizer.json several times
+    # (0.20 -> 0.15 s of CPU per load, ~70 loads in the fast subset).
+    doc = json.loads((out / "tokenizer.json").read_text(encoding="utf-8"))
+    (out / "tokenizer.json").write_text(json.dumps(doc, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
     _freeze()
     return out
 

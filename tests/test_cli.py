@@ -76,12 +76,12 @@ def test_train_help_comes_from_the_config(cli):
 
 def test_prepare_cli_and_no_overwrite(tmp_path, cli):
     out = tmp_path / "d"
-    ok = cli("prepare", "--input", "builtin", "--out", out)
+    ok = cli("prepare", "--input", "builtin", "--builtin-threads", 40, "--out", out)
     assert ok.returncode == 0 and re.search(r"kept \d+ pairs", ok.stdout) and (out / "train.jsonl").is_file()
     (out / "mine.txt").write_text("keep")
-    _one_line_error(cli("prepare", "--input", "builtin", "--out", out), "--force")
+    _one_line_error(cli("prepare", "--input", "builtin", "--builtin-threads", 40, "--out", out), "--force")
     assert (out / "mine.txt").read_text() == "keep"
-    assert cli("prepare", "--input", "builtin", "--out", out, "--force").returncode == 0
+    assert cli("prepare", "--input", "builtin", "--builtin-threads", 40, "--out", out, "--force").returncode == 0
     assert not (out / "mine.txt").exists() and (out / "train.jsonl").is_file()
 
 

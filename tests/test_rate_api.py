@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 from fastapi.testclient import TestClient
@@ -156,11 +154,7 @@ def test_a_rater_who_has_seen_everything_is_told_so(tmp_path):
     assert done["done"] and done["progress"]["rated"] == 6
 
 
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "supporttune", *args], capture_output=True, text=True, timeout=120)
-
-
-def test_cli_export_and_one_line_errors(suite, tmp_path):
+def test_cli_export_and_one_line_errors(suite, tmp_path, cli):  # `python -m supporttune` in-process (conftest)
     c = client(suite)
     for choice in ("a", "b", "tie", "both_bad", "a"):
         t = c.get("/api/next", params={"rater": "ann"}).json()
