@@ -276,6 +276,7 @@ def test_suite_eta_names_what_it_cannot_time_yet():
     assert eta.left(["variant", "baseline"]) == ""
     eta.done("variant", 100)
     assert eta.left(["variant", "variant", "baseline"]) == ", about 3m20s left + 1 baseline not timed yet"
+    assert eta.left(["baseline"] * 4) == ", 4 baselines not timed yet"  # not "about 0s left + ..."
     eta.done("baseline", 4)
     assert eta.left(["variant", "baseline", "baseline"]) == ", about 1m48s left"
 

@@ -247,8 +247,10 @@ class _Eta:
         if not means:
             return ""
         untimed = [k for k in kinds if k not in means]
-        more = f" + {len(untimed)} {untimed[0]}{'s' if len(untimed) > 1 else ''} not timed yet" if untimed else ""
-        return f", about {_clock(sum(means[k] for k in kinds if k in means))} left{more}"
+        named = f"{len(untimed)} {untimed[0]}{'s' if len(untimed) > 1 else ''} not timed yet" if untimed else ""
+        if len(untimed) == len(kinds):  # only kinds with no time yet are left: no "about 0s"
+            return f", {named}" if named else ""
+        return f", about {_clock(sum(means[k] for k in kinds if k in means))} left{' + ' + named if named else ''}"
 
 
 def _clock(seconds: float) -> str:
