@@ -77,6 +77,18 @@ def _group_ready() -> bool:
     return active() and dist.is_available() and dist.is_initialized()
 
 
+def teardown() -> None:
+    """Leave the process group when a launched command ends well (else torch warns at exit that
+    destroy_process_group() was not called, on every multi-GPU run). A failing rank skips it: the
+    launcher ends every rank then."""
+    if not launched():
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def barrier() -> None:
     if _group_ready():
         import torch.distributed as dist

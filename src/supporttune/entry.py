@@ -35,12 +35,15 @@ def main() -> None:
     except SystemExit as e:
         if distributed.launched() and e.code not in (0, None) and _last_error is not None:
             distributed.record_failure(_last_error, int(e.code))
+        elif e.code in (0, None):
+            distributed.teardown()
         raise
     except BaseException as e:  # a bug or a library error: its traceback goes to the rank's log
         if not distributed.launched():
             raise
         distributed.record_failure(e, 1)
         sys.exit(1)
+    distributed.teardown()
 
 
 _last_error: BaseException | None = None
