@@ -257,3 +257,27 @@ def test_bad_nproc_requests_fail_before_launching(tiny_train_cfg, tmp_path, cli)
         done = cli(*_train_args(tiny_train_cfg(out=tmp_path / "f"), tmp_path), "--fsdp", *extra)
         assert done.returncode == 2 and done.stderr.strip().startswith("supporttune: error: --fsdp needs GPUs"), done.stderr
         assert not (tmp_path / "f").exists()
+
+
+def test_a_worker_leaves_the_process_group_when_done(monkeypatch):
+    """torch warns at exit on every launched run otherwise; outside a launch it is a no-op."""
+    import socket
+
+    import torch.distributed as dist
+
+    from supporttune import distributed
+
+    distributed.teardown()  # not launched: nothing to leave, no error
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for key, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": str(port)}.items():
+        monkeypatch.setenv(key, value)
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    try:
+        distributed.teardown()
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
