@@ -76,7 +76,11 @@ def ensure_embedded_cached() -> Path:
 
     gguf = gguf_location()
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16)
+    # fp32 first: transformers dequantizes the GGUF then (a bf16 load keeps it packed and warns that
+    # every matmul casts); the bf16 copy of that is bit-identical to what the bf16 load saved.
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    model.to(torch.bfloat16)
+    model.config.dtype = torch.bfloat16
     # A GGUF-loaded model refuses save_pretrained while it carries the gguf quantization config.
     model.config.quantization_config = None
     if hasattr(model.config, "__dict__"):
