@@ -74,6 +74,11 @@ def suite(tmp_path):
     return make_suite(tmp_path / "suite")
 
 
+def _item(task):
+    """A task's message and pair, whichever side each reply is shown on."""
+    return task.message_id, tuple(sorted((task.left, task.right)))
+
+
 def _scheduler(suite_dir, **kw):
     from supporttune.rate.replies import load_replies
     from supporttune.rate.schedule import Scheduler
@@ -114,11 +119,11 @@ def test_scheduler_resumes_from_the_store_and_empty_replies_stay(suite):
     for _ in range(20):
         t = first.next_task("ann")
         _vote(first, t, "ann")
-        done.add((t.message_id, tuple(sorted((t.left, t.right)))))
+        done.add(_item(t))
     again = _scheduler(suite, seed=1)  # a restarted server: same seed, yet nothing is shown twice
     for _ in range(30):
         t = again.next_task("ann")
-        assert (t.message_id, tuple(sorted((t.left, t.right)))) not in done
+        assert _item(t) not in done
         _vote(again, t, "ann")
     assert again.progress("ann")["rated"] == 50
     assert "" in again.suite.replies["pt-10"].values()  # empty predictions are compared like any other
@@ -143,10 +148,10 @@ def test_scheduler_overlap_gives_a_second_rater_the_first_raters_items(suite):
     for _ in range(12):
         t = sched.next_task("ann")
         _vote(sched, t, "ann")
-        ann.add((t.message_id, tuple(sorted((t.left, t.right)))))
+        ann.add(_item(t))
     for _ in range(12):
         t = sched.next_task("bob")
-        assert (t.message_id, tuple(sorted((t.left, t.right)))) in ann
+        assert _item(t) in ann
         _vote(sched, t, "bob")
 
 
