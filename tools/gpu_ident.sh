@@ -2,9 +2,8 @@
 # Issue 15, item 3 on a multi-GPU device: greedy replies of the zero-shot base with a fixed engine path
 # (eager, then static), on 1 GPU twice and on 2 GPUs, predictions and metrics copied to $OUT. Run from
 # the snapshot folder tools/gpu_multi.sh uses:  cd .dev/gpu15 && bash tools/gpu_ident.sh
-export OUT=${OUT:-/tmp/out}; mkdir -p "$OUT" /tmp/site
-for w in whl/*.whl; do python3 -m zipfile -e "$w" /tmp/site; done
-export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 SUPPORTTUNE_PROGRESS=0 SUPPORTTUNE_HOME=/tmp/sth NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE:-0}
+export SUPPORTTUNE_HOME=/tmp/sth
+source tools/gpu_snapshot_env.sh
 python3 -c "
 from pathlib import Path; from supporttune.bench.scaling import scaling_model
 scaling_model('tinyllama-arch', Path('/tmp/m'), 'tok')" 2>&1 | tail -1

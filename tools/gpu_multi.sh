@@ -6,9 +6,5 @@
 #   cd .dev/gpu15 && bash tools/gpu_multi.sh
 # NVLink multicast stays off (the image sets NCCL_NVLS_ENABLE=0; it is kept, or set if missing).
 set -o pipefail
-export OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT" /tmp/site
-for w in whl/*.whl; do python3 -m zipfile -e "$w" /tmp/site; done  # wheels are zips; no pip needed
-export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 SUPPORTTUNE_PROGRESS=0
-export SUPPORTTUNE_HOME=/tmp/supporttune-home NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE:-0}
+source tools/gpu_snapshot_env.sh
 python3 tools/gpu_multi.py --out "$OUT" "$@" 2>&1 | tee "$OUT/log"
