@@ -84,7 +84,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
-    from supporttune.models import gguf_location
+    from supporttune.models.loading import gguf_location
 
     gguf = gguf_location()
     out = tmp_path_factory.mktemp("tiny-llama")
@@ -106,7 +106,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def builtin_data(tmp_path_factory) -> Path:
-    from supporttune.config import PrepareConfig
+    from supporttune.data.config import PrepareConfig
     from supporttune.data.prepare import prepare
 
     out = tmp_path_factory.mktemp("data") / "builtin"
@@ -122,7 +122,7 @@ TINY_TRAIN = dict(method="lora", max_steps=6, batch_size=2, grad_accum=1, save_s
 @pytest.fixture()
 def tiny_train_cfg(tiny_model_dir, builtin_data, tmp_path):
     """A factory of fast train configs on the tiny model (for tests that need a run of their own)."""
-    from supporttune.config import TrainConfig
+    from supporttune.train.config import TrainConfig
 
     def make(**overrides):
         base = dict(model=str(tiny_model_dir), data=builtin_data, out=tmp_path / "run", **TINY_TRAIN)
@@ -148,8 +148,8 @@ TINY_RUNS = {
 @pytest.fixture(scope="session")
 def tiny_runs(tiny_model_dir, builtin_data, tmp_path_factory):
     """``tiny_runs(name) -> (TrainConfig, train summary)`` for a name of TINY_RUNS; each trained on first use."""
-    from supporttune.config import TrainConfig
-    from supporttune.train import train
+    from supporttune.train.config import TrainConfig
+    from supporttune.train.stage import train
 
     done: dict = {}
     root = tmp_path_factory.mktemp("runs")

@@ -37,7 +37,7 @@ def make_scripted(agent, text: str = SCRIPT, delay_s: float = 0.0) -> list[int]:
 
 def scripted_agent(run_dir):
     """A trained tiny run loaded on the CPU and made to say SCRIPT (the serve tests' shared agent)."""
-    from supporttune.generate import load_agent
+    from supporttune.inference.agent import load_agent
 
     agent = load_agent(run_dir, device="cpu")
     make_scripted(agent)

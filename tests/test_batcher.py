@@ -11,9 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from supporttune import batcher as batching
-from supporttune.batcher import Job, WindowBatcher, make_batcher
-from supporttune.respond import Reply, ReplyText
+from supporttune.serve import batcher as batching
+from supporttune.serve.batcher import Job, WindowBatcher, make_batcher
+from supporttune.serve.respond import Reply, ReplyText
 
 
 class WordTokenizer:

@@ -101,7 +101,7 @@ def test_folded_tokenizer_keeps_every_id_inside_the_random_models_vocabulary(tin
     from transformers import AutoTokenizer
 
     from supporttune.bench.data import SPEC, FoldedTokenizer
-    from supporttune.prompts import encode_example
+    from supporttune.prompting.builder import encode_example
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     row = {"input": "My parcel never arrived and I want a refund!!", "output": "Sorry to hear that, DM us."}

@@ -2,8 +2,8 @@
 
 import io
 
-from supporttune.chat import chat_loop
-from supporttune.generate import load_agent
+from supporttune.serve.chat import chat_loop
+from supporttune.inference.agent import load_agent
 
 
 def test_chat_answers_piped_lines_with_tags(tiny_run):

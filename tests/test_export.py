@@ -6,10 +6,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from supporttune.errors import UserError
-from supporttune.export import _agreement, export
-from supporttune.generate import DecodeSettings, generate_replies, load_agent
-from supporttune.io import read_jsonl
+from supporttune.core.errors import UserError
+from supporttune.export.checkpoint import _agreement, export
+from supporttune.inference.decode import DecodeSettings
+from supporttune.inference.generate import generate_replies
+from supporttune.inference.agent import load_agent
+from supporttune.core.io import read_jsonl
 
 
 def test_merged_lora_matches_adapter_outputs(tiny_run, builtin_data, tmp_path):
@@ -33,7 +35,7 @@ def test_export_adapter_without_merge_and_refusals(tiny_runs, tmp_path):
     assert not report["merged"] and report["method"] == "lora"
     assert (tmp_path / "a" / "adapter_model.safetensors").read_bytes() == (lora.out / "adapter_model.safetensors").read_bytes()
     base = json.loads((tmp_path / "a" / "base_model.json").read_text())
-    assert base["kind"] == "local" and base["location"] == lora.model and base["prompt"]["format"] == "chat"
+    assert base["kind"] == "local" and base["location"] == lora.model and base["prompt"]["prompt_format"] == "chat"
     with pytest.raises(UserError, match="--force"):
         export(lora.out, tmp_path / "a")
     pt, _ = tiny_runs("prompt-tuning")

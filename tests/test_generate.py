@@ -2,8 +2,10 @@
 
 import pytest
 
-from supporttune.generate import DecodeSettings, generate_replies, load_agent, reference_perplexity
-from supporttune.io import read_jsonl
+from supporttune.inference.decode import DecodeSettings
+from supporttune.inference.generate import generate_replies, reference_perplexity
+from supporttune.inference.agent import load_agent
+from supporttune.core.io import read_jsonl
 
 RUNS = ["lora", "prompt-tuning-random"]  # one per method family (weights in layers / virtual tokens)
 
@@ -32,7 +34,7 @@ def test_generation_is_greedy_decoding_of_the_training_forward(tiny_runs, builti
     """
     import torch
 
-    from supporttune.prompts import encode_prompt
+    from supporttune.prompting.builder import encode_prompt
 
     cfg, _ = tiny_runs(name)
     agent = load_agent(cfg.out, device="cpu")
@@ -68,7 +70,7 @@ STATIC_METHODS = ["lora", "dora", "ia3", "prompt-tuning-random"]  # shared runs 
 @pytest.mark.parametrize("name", STATIC_METHODS)
 def test_static_cache_engine_gives_the_eager_tokens(tiny_runs, builtin_data, name):
     """The fast path (plain model, adapter merged or NF4 dequantized, static cache, padded rows) = eager greedy."""
-    from supporttune.engine import engine_for
+    from supporttune.inference.engine import engine_for
 
     cfg, _ = tiny_runs(name)
     agent = load_agent(cfg.out, device="cpu")
@@ -89,8 +91,8 @@ def test_qlora_plain_copy_is_the_4bit_model_up_to_bf16_rounding(tiny_runs, built
     """
     import torch
 
-    from supporttune import slots
-    from supporttune.engine import engine_for
+    from supporttune.inference import slots
+    from supporttune.inference.engine import engine_for
 
     cfg, _ = tiny_runs("qlora")
     agent = load_agent(cfg.out, device="cpu")

@@ -5,10 +5,10 @@ import re
 
 import pytest
 
-from supporttune.config import PrepareConfig
+from supporttune.data.config import PrepareConfig
 from supporttune.data.prepare import prepare
-from supporttune.errors import UserError
-from supporttune.io import read_jsonl
+from supporttune.core.errors import UserError
+from supporttune.core.io import read_jsonl
 
 
 def _conversations(n: int) -> list[dict]:
@@ -50,9 +50,10 @@ def test_bad_role_is_one_clear_error(tmp_path):
 
 @pytest.mark.slow
 def test_messages_file_trains_and_evaluates_with_history(tmp_path, tiny_model_dir):
-    from supporttune.config import EvalConfig, TrainConfig
-    from supporttune.evaluate import evaluate
-    from supporttune.train import train
+    from supporttune.evaluate.config import EvalConfig
+    from supporttune.train.config import TrainConfig
+    from supporttune.evaluate.stage import evaluate
+    from supporttune.train.stage import train
 
     src = tmp_path / "conv.jsonl"
     src.write_text("\n".join(json.dumps(r) for r in _conversations(30)) + "\n")

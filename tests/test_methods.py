@@ -8,16 +8,16 @@ import dataclasses
 import pytest
 import torch
 
-from supporttune import methods
-from supporttune.config import TrainConfig
-from supporttune.errors import UserError
+from supporttune.train import methods
+from supporttune.train.config import TrainConfig
+from supporttune.core.errors import UserError
 
 EXTRA = {"ia3": {"targets": ["k_proj", "v_proj", "down_proj"]}, "prompt-tuning": {"virtual_tokens": 4},
          "prefix-tuning": {"virtual_tokens": 4}}
 
 
 def _built(tiny_model_dir, method: str, **overrides):
-    from supporttune.models import load_model, resolve
+    from supporttune.models.loading import load_model, resolve
 
     cfg = TrainConfig(model=str(tiny_model_dir), method=method, r=4, alpha=8, device="cpu",
                       **{**EXTRA.get(method, {}), **overrides})
@@ -65,7 +65,7 @@ def test_config_asks_the_registry_about_fsdp(monkeypatch):
 
 
 def test_export_asks_the_registry_whether_a_method_merges(tiny_run, tmp_path, monkeypatch):
-    from supporttune.export import export
+    from supporttune.export.checkpoint import export
 
     monkeypatch.setitem(methods.REGISTRY, "lora", dataclasses.replace(methods.get("lora"), mergeable=False))
     with pytest.raises(UserError, match="lora learns .*nothing to merge"):

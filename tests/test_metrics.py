@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import sacrebleu
 
-from supporttune.metrics import CorpusStats, corpus_scores, length_stats, nltk_bleu, per_example_scores
-from supporttune.stats import bootstrap_ci, paired_bootstrap, paired_corpus_bootstrap
+from supporttune.metrics.scores import CorpusStats, corpus_scores, length_stats, nltk_bleu, per_example_scores
+from supporttune.metrics.stats import bootstrap_ci, paired_bootstrap, paired_corpus_bootstrap
 
 REF = "the cat sat on the mat"
 PRED = "the cat sat"
@@ -89,7 +89,7 @@ def test_paired_tests():
 
 
 def test_holm_adjustment_by_hand():
-    from supporttune.stats import holm
+    from supporttune.metrics.stats import holm
 
     # sorted p: .01 x3 = .03, .02 x2 = .04, .04 x1 = .04 (monotone), back in the given order
     assert holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])

@@ -5,7 +5,7 @@ import re
 
 
 def test_prepare_shared_twcs_sample(tmp_path, twcs_path):
-    from supporttune.config import PrepareConfig
+    from supporttune.data.config import PrepareConfig
     from supporttune.data.prepare import prepare
 
     rep = prepare(PrepareConfig(input=str(twcs_path), format="twcs", out=tmp_path / "d"))

@@ -1,6 +1,7 @@
 from transformers import AutoTokenizer
 
-from supporttune.prompts import PromptSpec, encode_example, encode_prompt, prompt_text
+from supporttune.prompting.spec import PromptSpec
+from supporttune.prompting.builder import encode_example, encode_prompt, prompt_text
 
 EX = {"input": "Where is my parcel?", "output": "Please DM us your order number.", "brand": "ParcelPal",
       "sentiment": "negative", "priority": "high", "category": "question"}
@@ -8,15 +9,15 @@ EX = {"input": "Where is my parcel?", "output": "Please DM us your order number.
 
 def test_chat_prompt_carries_brand_and_tags(tiny_model_dir):
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    text = prompt_text(tok, EX, PromptSpec("chat", True))
+    text = prompt_text(tok, EX, PromptSpec(prompt_format="chat", tags=True))
     assert "for ParcelPal" in text and "[PRIORITY: HIGH] [SENTIMENT: NEGATIVE]" in text
     assert text.endswith("<|im_start|>assistant\n") and "Where is my parcel?" in text
-    assert "[PRIORITY" not in prompt_text(tok, EX, PromptSpec("chat", False))
+    assert "[PRIORITY" not in prompt_text(tok, EX, PromptSpec(prompt_format="chat", tags=False))
 
 
 def test_plain_prompt_is_the_seed_format(tiny_model_dir):
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    text = prompt_text(tok, EX, PromptSpec("plain", True))
+    text = prompt_text(tok, EX, PromptSpec(prompt_format="plain", tags=True))
     assert text.endswith("Customer message: Where is my parcel?\nAgent response:")
     assert text.startswith("[PRIORITY: HIGH] [SENTIMENT: NEGATIVE]")
 
@@ -24,7 +25,7 @@ def test_plain_prompt_is_the_seed_format(tiny_model_dir):
 def test_completion_only_masking_and_eos(tiny_model_dir):
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     for fmt in ("chat", "plain"):
-        spec = PromptSpec(fmt, True)
+        spec = PromptSpec(prompt_format=fmt, tags=True)
         enc = encode_example(tok, EX, spec, 512)
         prompt = encode_prompt(tok, EX, spec)
         n = len(prompt)
@@ -37,4 +38,4 @@ def test_completion_only_masking_and_eos(tiny_model_dir):
 
 def test_too_long_examples_are_skipped(tiny_model_dir):
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    assert encode_example(tok, EX, PromptSpec("chat", True), 16) is None
+    assert encode_example(tok, EX, PromptSpec(prompt_format="chat", tags=True), 16) is None

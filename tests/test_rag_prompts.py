@@ -5,24 +5,25 @@ import json
 import pytest
 
 from supporttune import rundir
-from supporttune.agent import load_agent
-from supporttune.batching import load_split
-from supporttune.prompts import PromptSpec, prompt_text
+from supporttune.inference.agent import load_agent
+from supporttune.data.split import load_split
+from supporttune.prompting.spec import PromptSpec
+from supporttune.prompting.builder import prompt_text
 
 
 @pytest.fixture(scope="module")
 def rag_run(tiny_model_dir, builtin_data, tmp_path_factory):
     """A tiny LoRA run with retrieve=2, history=3; records every example the Trainer was given."""
-    import supporttune.train as train_mod
-    from supporttune.batching import EncodedDataset
-    from supporttune.config import TrainConfig
+    import supporttune.train.stage as train_mod
+    from supporttune.train.collate import EncodedDataset
+    from supporttune.train.config import TrainConfig
 
     seen = {}
 
     class Recording(EncodedDataset):
         def __init__(self, rows, tokenizer, spec, max_length, index=None, distract_share=0.0, seed=0):
             super().__init__(rows, tokenizer, spec, max_length, index, distract_share, seed)
-            from supporttune.retrieval import attach_exemplars
+            from supporttune.prompting.retrieval import attach_exemplars
 
             for row in attach_exemplars(rows, index, spec.retrieve, distract_share, seed):
                 seen[row["id"]] = row
@@ -69,12 +70,12 @@ def test_inference_prompt_tokens_equal_training_prompt_tokens(rag_run, builtin_d
     agent = load_agent(out, device="cpu")
     val = load_split(builtin_data, "val")[:6]
     train = load_split(builtin_data, "train")[:20]
-    from supporttune.prompts import encode_prompt
+    from supporttune.prompting.builder import encode_prompt
 
     for ex in val + train:
         trained = encode_prompt(agent.tokenizer, seen[ex["id"]], agent.spec)
         assert agent.prompt_ids(ex) == trained
-    text = prompt_text(agent.tokenizer, agent.with_context([val[0]])[0], agent.spec)
+    text = prompt_text(agent.tokenizer, agent.prompts.with_context([val[0]])[0], agent.spec)
     assert "Replies this team gave to similar messages" in text
 
 
@@ -94,7 +95,7 @@ def test_history_is_rendered_as_chat_turns_and_cut_never_the_message(tiny_model_
 
 
 def test_serve_uses_earlier_messages_as_history(rag_run):
-    from supporttune.respond import live_example, prompt_length
+    from supporttune.serve.respond import live_example, prompt_length
 
     out, _ = rag_run
     agent = load_agent(out, device="cpu")

@@ -218,7 +218,7 @@ def test_win_rates_flags_and_kappa_by_hand():
 
 
 def test_export_writes_trl_preference_pairs_from_our_prompt_builder(suite, tmp_path):
-    from supporttune.prompts import tag_line
+    from supporttune.prompting.builder import tag_line
     from supporttune.rate import export_votes
     from supporttune.rate.store import FILENAME, Store
 
@@ -261,7 +261,8 @@ def _tiny_run(root: Path, prompt: dict) -> Path:
 
 
 def test_export_with_a_runs_own_prompt_shows_its_history(suite, tmp_path):
-    from supporttune.prompts import PromptSpec, chat_messages, prompt_text
+    from supporttune.prompting.spec import PromptSpec
+    from supporttune.prompting.builder import chat_messages, prompt_text
     from supporttune.rate import export_votes
     from supporttune.rate.store import FILENAME, Store
 
@@ -278,7 +279,7 @@ def test_export_with_a_runs_own_prompt_shows_its_history(suite, tmp_path):
     plain = _tiny_run(tmp_path / "plain", {"format": "plain", "tags": False, "history": 0})
     export_votes(suite, out, plain)
     [row] = [json.loads(x) for x in out.read_text().splitlines()]
-    assert row["prompt"] == prompt_text(None, msg, PromptSpec(format="plain", tags=False))
+    assert row["prompt"] == prompt_text(None, msg, PromptSpec(prompt_format="plain", tags=False, history=0))
     assert row["chosen"] == " " + ENTRIES["qlora-r8"][2](3, msg)  # TRL's standard format, spaced as in training
 
 

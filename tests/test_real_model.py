@@ -8,11 +8,13 @@ pytestmark = pytest.mark.slow
 
 def test_embedded_prompt_tuning_generation_matches_training_forward(builtin_data, tmp_path):
     """On the real model PEFT's own prompt-tuning generate drifts from training; ours must not."""
-    from supporttune.config import TrainConfig
-    from supporttune.generate import DecodeSettings, generate_replies, load_agent
-    from supporttune.io import read_jsonl
-    from supporttune.prompts import encode_prompt
-    from supporttune.train import train
+    from supporttune.train.config import TrainConfig
+    from supporttune.inference.decode import DecodeSettings
+    from supporttune.inference.generate import generate_replies
+    from supporttune.inference.agent import load_agent
+    from supporttune.core.io import read_jsonl
+    from supporttune.prompting.builder import encode_prompt
+    from supporttune.train.stage import train
 
     cfg = TrainConfig(data=builtin_data, out=tmp_path / "pt", method="prompt-tuning", virtual_tokens=10, max_steps=2,
                       batch_size=4, grad_accum=1, max_val_samples=4, device="cpu")
@@ -30,8 +32,8 @@ def test_embedded_prompt_tuning_generation_matches_training_forward(builtin_data
 
 
 def test_embedded_qlora_loss_falls(builtin_data, tmp_path):
-    from supporttune.config import TrainConfig
-    from supporttune.train import train
+    from supporttune.train.config import TrainConfig
+    from supporttune.train.stage import train
 
     s = train(TrainConfig(data=builtin_data, out=tmp_path / "q", method="qlora", r=8, alpha=32, max_steps=6, lr=2e-3,
                           batch_size=4, grad_accum=1, logging_steps=1, max_val_samples=4, device="cpu"))

@@ -10,11 +10,11 @@ import shutil
 import subprocess
 import pytest
 
-from supporttune import metrics as registry
-from supporttune.config import EvalConfig
-from supporttune.evaluate import score
-from supporttune.generate import Generated
-from supporttune.io import write_json, write_jsonl
+from supporttune.metrics import scores as registry
+from supporttune.evaluate.config import EvalConfig
+from supporttune.evaluate.stage import score
+from supporttune.inference.decode import Generated
+from supporttune.core.io import write_json, write_jsonl
 from supporttune.report.build import build_results
 from supporttune.report.render import render_report
 
@@ -173,7 +173,7 @@ def test_every_entry_failed(tmp_path):
 def test_run_prints_the_verdict_and_fails_when_every_entry_failed(tmp_path, monkeypatch, failing, issue_suite):
     from typer.testing import CliRunner
 
-    from supporttune import suite
+    from supporttune.suite import run as suite
     from supporttune.cli import app
 
     if failing:

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from supporttune import metrics
-from supporttune.io import write_json, write_jsonl
+from supporttune.metrics import scores as metrics
+from supporttune.core.io import write_json, write_jsonl
 from supporttune.report.build import build_results
 from supporttune.rundir import RunRecord
 

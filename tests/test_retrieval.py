@@ -2,7 +2,7 @@
 
 import pytest
 
-from supporttune.retrieval import ExemplarIndex, attach_exemplars
+from supporttune.prompting.retrieval import ExemplarIndex, attach_exemplars
 
 ROWS = [
     {"id": "a1", "thread_id": "A", "brand": "Acme", "input": "my parcel is late", "output": "Sorry, DM us the order."},

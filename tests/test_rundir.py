@@ -4,9 +4,9 @@ import pytest
 import yaml
 
 from supporttune import rundir
-from supporttune.errors import UserError
-from supporttune.io import write_json, write_jsonl
-from supporttune.prompts import PromptSpec
+from supporttune.core.errors import UserError
+from supporttune.core.io import write_json, write_jsonl
+from supporttune.prompting.spec import PromptSpec
 from supporttune.rundir import RunRecord, read_record
 
 RECORD = dict(train={"method": "prompt-tuning", "name": "pt10", "virtual_tokens": 10}, identity={"method": "prompt-tuning"},
@@ -21,7 +21,7 @@ def test_record_round_trip_and_what_it_answers(tmp_path):
     rec = read_record(tmp_path)
     assert rec.train == RECORD["train"] and rec.config_hash == "0123456789ab" and rec.trainable_params == 5760
     assert (rec.method, rec.variant) == ("prompt-tuning", "pt10")
-    assert rec.spec == PromptSpec(format="plain", tags=False, sentiment="textblob", retrieve=2, history=1)  # unknown keys dropped
+    assert rec.spec == PromptSpec(prompt_format="plain", tags=False, sentiment="textblob", retrieve=2, history=1)  # unknown keys dropped
     assert (rec.model_ref.kind, rec.model_ref.location) == ("local", "/models/tiny")
     assert RunRecord(**{**RECORD, "train": {"method": "lora"}}).variant == "lora"  # no name: the method
     assert rundir.saved_identity(tmp_path) == {"method": "prompt-tuning"}
@@ -56,7 +56,7 @@ def test_summary_loss_log_and_exemplars(tmp_path):
              "category": "dropped"},
             {"id": "b", "thread_id": "t2", "brand": "Acme", "input": "where is my parcel", "output": "DM us"}]
     rundir.save_exemplars(tmp_path, rows)
-    index = rundir.exemplar_index(tmp_path, PromptSpec(retrieve=2))
+    index = rundir.exemplar_index(tmp_path, PromptSpec(retrieve=2, retrieval="tfidf"))  # BM25 has no signal on two documents
     assert [r["id"] for r in index.rows] == ["a", "b"] and "category" not in index.rows[0]
     assert index.nearest({"input": "my password", "thread_id": "t9", "brand": "Acme"})[0]["id"] == "a"
 
@@ -66,7 +66,7 @@ def test_train_writes_the_record_the_other_stages_read(tiny_runs, name):
     cfg, summary = tiny_runs(name)
     rec = read_record(cfg.out)
     assert rec.train == cfg.resolved() and rec.identity == cfg.identity() and rec.config_hash == cfg.digest()
-    assert rec.spec == PromptSpec(format=cfg.prompt_format, tags=cfg.tags, sentiment="vader",  # as prepare tagged the data
+    assert rec.spec == PromptSpec(prompt_format=cfg.prompt_format, tags=cfg.tags, sentiment="vader",  # as prepare tagged the data
                                   retrieve=cfg.retrieve, retrieval=cfg.retrieval, history=cfg.history,
                                   context_tokens=cfg.context_tokens)
     assert (rec.model_ref.kind, rec.model_ref.location) == ("local", cfg.model)

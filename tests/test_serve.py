@@ -7,9 +7,10 @@ test_serve_hardening.py.
 import httpx
 import pytest
 
-from supporttune.generate import load_agent
-from supporttune.loadtest import LocalServer, load
-from supporttune.serve import ServeOptions, create_app
+from supporttune.inference.agent import load_agent
+from supporttune.serve.loadtest import LocalServer, load
+from supporttune.serve.config import ServeOptions
+from supporttune.serve.server import create_app
 
 
 Server = LocalServer

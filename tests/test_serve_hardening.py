@@ -8,9 +8,10 @@ import time
 import httpx
 import pytest
 
-from supporttune.generate import load_agent
-from supporttune.loadtest import LocalServer
-from supporttune.serve import ServeOptions, create_app
+from supporttune.inference.agent import load_agent
+from supporttune.serve.loadtest import LocalServer
+from supporttune.serve.config import ServeOptions
+from supporttune.serve.server import create_app
 
 from scripted import SCRIPT, make_scripted, scripted_agent
 

@@ -5,8 +5,9 @@ import json
 import httpx
 import pytest
 
-from supporttune.loadtest import LocalServer
-from supporttune.serve import ServeOptions, create_app
+from supporttune.serve.loadtest import LocalServer
+from supporttune.serve.config import ServeOptions
+from supporttune.serve.server import create_app
 
 from scripted import SCRIPT, scripted_agent
 

@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from supporttune.config import SuiteConfig
-from supporttune.suite import run_suite
+from supporttune.suite.config import SuiteConfig
+from supporttune.suite.run import run_suite
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_report_rescore_recomputes_scores_from_predictions(suite_copy):
     from typer.testing import CliRunner
 
     from supporttune.cli import app
-    from supporttune.metrics import semantic_similarity
+    from supporttune.metrics.scores import semantic_similarity
 
     out = suite_copy
     metrics_path = out / "baselines" / "retrieval" / "eval" / "metrics.json"

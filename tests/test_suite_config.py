@@ -5,9 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from supporttune.config import EvalConfig, PrepareConfig, SuiteConfig, TrainConfig
-from supporttune.errors import UserError
-from supporttune.suite import PRESETS, load_suite, preset_path
+from supporttune.evaluate.config import EvalConfig
+from supporttune.data.config import PrepareConfig
+from supporttune.suite.config import SuiteConfig
+from supporttune.train.config import TrainConfig
+from supporttune.core.errors import UserError
+from supporttune.suite.run import PRESETS, load_suite, preset_path
 
 
 def test_grid_expands_into_named_variants():

@@ -1,6 +1,6 @@
 import pytest
 
-from supporttune.tagging import category, priority, sentiment_score, tag
+from supporttune.data.tagging import category, priority, sentiment_score, tag
 
 LABELLED = [
     # text, sentiment, priority, category

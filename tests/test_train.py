@@ -9,10 +9,10 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from supporttune.config import TrainConfig
-from supporttune.errors import RunFailed, UserError
-from supporttune.memory import rss_bytes
-from supporttune.train import train
+from supporttune.train.config import TrainConfig
+from supporttune.core.errors import RunFailed, UserError
+from supporttune.core.memory import rss_bytes
+from supporttune.train.stage import train
 
 
 PEFT_TYPE = {"lora": ("LORA", False), "qlora": ("LORA", False), "dora": ("LORA", True), "ia3": ("IA3", False),
@@ -128,7 +128,7 @@ def test_bad_flags_fail_in_config(overrides, message, tiny_train_cfg):
 
 
 def test_unknown_target_module_fails_before_loading(tiny_train_cfg, monkeypatch):
-    import supporttune.models as models
+    import supporttune.models.loading as models
 
     monkeypatch.setattr(models, "load_model", lambda *a, **k: pytest.fail("model was loaded"))
     with pytest.raises(UserError, match="target module.*c_attn.*q_proj"):
@@ -145,7 +145,7 @@ def test_a_process_outside_a_launch_trains_on_one_gpu(tmp_path, monkeypatch):
     """HF's Trainer would use every visible GPU (DataParallel, and n_gpu x the loss of a 4-bit base)."""
     from transformers import TrainingArguments
 
-    from supporttune.trainer import one_gpu_per_process
+    from supporttune.train.trainer import one_gpu_per_process
 
     for var in ("RANK", "LOCAL_RANK"):
         monkeypatch.delenv(var, raising=False)

@@ -10,9 +10,10 @@ import pytest
 import yaml
 from transformers import TrainerCallback
 
-from supporttune.errors import Interrupted, UserError
-from supporttune.tune import INTERRUPTED, open_study, run_tune, trial_dir
-from supporttune.tune_space import TuneConfig, load_tune
+from supporttune.core.errors import Interrupted, UserError
+from supporttune.tune.study import INTERRUPTED, trial_dir
+from supporttune.tune.search import open_study, run_tune
+from supporttune.tune.space import TuneConfig, load_tune
 
 CONFIGS = Path(__file__).resolve().parents[1] / "src" / "supporttune" / "configs"
 
@@ -75,7 +76,7 @@ def test_refuses_a_foreign_or_changed_directory(tmp_path):
 
 
 def test_sampler_draws_the_same_trials_resumed_or_not(tmp_path):
-    from supporttune.tune import _sampler
+    from supporttune.tune.search import _sampler
 
     cfg = TuneConfig(**_doc("m", "d"))
 
@@ -158,8 +159,8 @@ def test_search_resumes_after_more_trials_ctrl_c_and_a_killed_process(tiny_model
 def test_pruning_stops_training_and_leaves_a_finished_run(tiny_train_cfg, tmp_path):
     import optuna
 
-    from supporttune.train import train
-    from supporttune.tune import pruning_callback
+    from supporttune.train.stage import train
+    from supporttune.tune.search import pruning_callback
 
     study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=0.0))  # every loss is above 0
     trial = study.ask()

@@ -108,8 +108,8 @@ def model():
 
 @step("train", 40)
 def train_all():
-    from supporttune.config import TrainConfig
-    from supporttune.train import train
+    from supporttune.train.config import TrainConfig
+    from supporttune.train.stage import train
 
     out = {}
     only = set(filter(None, os.environ.get("GEN14_TRAIN", "").split(",")))  # a serve-only call trains lora alone
@@ -125,9 +125,9 @@ def train_all():
 
 
 def _compare(method: str, **kw) -> dict:
-    from supporttune.batching import load_split
+    from supporttune.data.split import load_split
     from supporttune.bench.engine_bench import compare
-    from supporttune.generate import load_agent
+    from supporttune.inference.agent import load_agent
 
     agent = load_agent(RUNS / method if method != "base" else None, model=str(MODEL) if method == "base" else None,
                        device=DEVICE)
@@ -144,9 +144,10 @@ step("engine_prompt_tuning", 30)(lambda: _compare("prompt-tuning"))
 def engine_qlora():
     import torch
 
-    from supporttune.batching import load_split
-    from supporttune.generate import load_agent, pad_left
-    from supporttune.memory import sync
+    from supporttune.data.split import load_split
+    from supporttune.inference.agent import load_agent
+    from supporttune.inference.decode import pad_left
+    from supporttune.core.memory import sync
 
     r = _compare("qlora")
     agent = load_agent(RUNS / "qlora", device=DEVICE)  # 4-bit, static cache without compile (bnb is not compiled)

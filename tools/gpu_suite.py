@@ -21,7 +21,7 @@ from pathlib import Path
 
 
 def _jobs(args):
-    from supporttune.suite import load_suite, plan_jobs, start_suite
+    from supporttune.suite.run import load_suite, plan_jobs, start_suite
 
     cfg = load_suite(Path(args.config), {"data": args.data})
     out = Path(args.out)
@@ -30,7 +30,7 @@ def _jobs(args):
 
 
 def run_one(args) -> None:
-    from supporttune.suite import mark_done
+    from supporttune.suite.run import mark_done
 
     cfg, out, data, jobs = _jobs(args)
     job = next(j for j in jobs if j.name == args.one)
@@ -50,7 +50,7 @@ def main() -> None:
     args = p.parse_args()
     if args.one:
         return run_one(args)
-    from supporttune.models import local_dir, resolve
+    from supporttune.models.loading import local_dir, resolve
 
     cfg, out, data, jobs = _jobs(args)
     local_dir(resolve(cfg.defaults.get("model", "smollm2-135m")))  # fill the model cache once, before the workers

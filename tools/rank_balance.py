@@ -12,9 +12,10 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from supporttune.batching import EncodedDataset, GlobalOrderSampler, load_split
-from supporttune.config import TrainConfig
-from supporttune.train import prompt_spec
+from supporttune.train.collate import EncodedDataset, GlobalOrderSampler
+from supporttune.data.split import load_split
+from supporttune.train.config import TrainConfig
+from supporttune.train.stage import prompt_spec
 
 data, tok_dir = Path(sys.argv[1]), sys.argv[2]
 cfg = TrainConfig(model="x", data=str(data), method="lora")  # the defaults the scaling runs use

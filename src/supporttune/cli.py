@@ -14,13 +14,22 @@ from typing import Optional
 
 import typer
 
-from .cliopts import App, build, options
-from .cmdconfig import (ChatConfig, ExportConfig, LaunchConfig, RateConfig, ReportConfig, RunConfig, ServeConfig,
-                        TuneRunConfig)
+from . import rundir, suitedir
 from .bench.config import BenchConfig
-from .config import EvalConfig, PrepareConfig, TrainConfig
-from .errors import UserError
-from .io import check_out_dir
+from .cliopts import App, build, options
+from .config import LaunchConfig
+from .core.errors import UserError
+from .core.io import check_out_dir
+from .data.config import PrepareConfig
+from .evaluate.config import EvalConfig
+from .export.config import ExportConfig
+from .rate.config import RateConfig
+from .report.config import ReportConfig
+from .serve.config import ChatConfig, ServeConfig
+from .suite.config import RunConfig
+from .train import methods
+from .train.config import TrainConfig
+from .tune.config import TuneRunConfig
 
 app = App(
     name="supporttune",
@@ -66,8 +75,8 @@ def staged(stage, result: Path, nproc: int, device: str, preflight, launch_one: 
     Returns the stage's result document to print, or None inside a worker (the launching process
     reports). One process runs in place, unless ``launch_one`` (FSDP needs the launcher even on one GPU).
     """
-    from . import distributed
-    from .io import read_json
+    from .core import distributed
+    from .core.io import read_json
 
     if nproc < 1:
         raise UserError(f"--nproc must be at least 1 (got {nproc})")
@@ -76,7 +85,7 @@ def staged(stage, result: Path, nproc: int, device: str, preflight, launch_one: 
         return None
     if nproc == 1 and not launch_one:
         return stage()
-    from .models import pick_device
+    from .models.loading import pick_device
 
     preflight()
     distributed.launch(sys.argv[1:], nproc, pick_device(device))
@@ -87,19 +96,16 @@ def _num(x, digits: int = 3) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
 
-@app.command()
+@app.command(help=f"Train one PEFT adapter ({methods.names()}) on a base model.\n\n"
+                  "Ctrl-C stops after the current step and saves a checkpoint; `--resume` continues from it.")
 @options(TrainConfig, LaunchConfig, yaml=True,
          flags={"fsdp": "--fsdp/--ddp", "gradient_checkpointing": "--gradient-checkpointing/--no-gradient-checkpointing"})
 def train(cfg: TrainConfig, launch: LaunchConfig):
-    """Train one PEFT adapter (qlora, lora, dora, ia3, prompt-tuning, prefix-tuning) on a base model.
-
-    Ctrl-C stops after the current step and saves a checkpoint; `--resume` continues from it.
-    """
     check_out_dir(cfg.out)  # before the heavy imports: a wrong --out fails at once
-    from .train import preflight
-    from .train import train as run_train
+    from .train.stage import preflight
+    from .train.stage import train as run_train
 
-    summary = staged(lambda: run_train(cfg), cfg.out / "train_summary.json", launch.nproc, cfg.device,
+    summary = staged(lambda: run_train(cfg), cfg.out / rundir.SUMMARY, launch.nproc, cfg.device,
                      lambda: preflight(cfg, launch.nproc), launch_one=cfg.fsdp)
     if summary is None:
         return
@@ -107,7 +113,7 @@ def train(cfg: TrainConfig, launch: LaunchConfig):
                f"train loss {_num(summary['first_train_loss'])} -> {_num(summary['final_train_loss'])}, "
                f"val loss {_num(summary['final_val_loss'])}, {summary['tokens_per_s']} tokens/s, "
                f"trainable {summary['trainable_params']:,} ({summary['trainable_pct']}%)")
-    typer.echo(f"wrote adapter, config.yaml, loss.jsonl and train_summary.json to {cfg.out}")
+    typer.echo(f"wrote adapter, {rundir.CONFIG}, {rundir.LOSS} and {rundir.SUMMARY} to {cfg.out}")
 
 
 @app.command()
@@ -116,17 +122,18 @@ def evaluate(cfg: EvalConfig, launch: LaunchConfig):
     """Generate replies for held-out messages and score them (a run, or a baseline)."""
     if cfg.baseline:
         check_out_dir(cfg.out)  # before the heavy imports (a run's folder is checked once it reads as a run)
-    from .evaluate import evaluate as run_eval
-    from .evaluate import preflight
+    from .evaluate.stage import evaluate as run_eval
+    from .evaluate.stage import preflight
 
-    m = staged(lambda: run_eval(cfg), Path(cfg.run or cfg.out) / "eval" / "metrics.json", launch.nproc, cfg.device,
+    m = staged(lambda: run_eval(cfg), suitedir.metrics_path(Path(cfg.run or cfg.out)), launch.nproc, cfg.device,
                lambda: preflight(cfg))
     if m is None:
         return
-    typer.echo(f"{m['name']}: BLEU {m['bleu']:.2f}  ROUGE-L {m['rougeL']:.2f}  chrF {m['chrf']:.2f}  "
-               f"SemSim {m['semantic_sim'] if m['semantic_sim'] is None else round(m['semantic_sim'], 3)}  "
-               f"({m['examples']} examples)")
-    typer.echo(f"wrote {(cfg.run or cfg.out)}/eval/metrics.json and predictions.jsonl")
+    from .metrics.scores import headline_text
+
+    typer.echo(f"{m['name']}: {headline_text(m)}  ({m['examples']} examples)")
+    entry = Path(cfg.run or cfg.out)
+    typer.echo(f"wrote {suitedir.metrics_path(entry)} and {suitedir.predictions_path(entry)}")
 
 
 @app.command("run")
@@ -135,8 +142,8 @@ def run_cmd(cfg: RunConfig, launch: LaunchConfig):
     """The main job: prepare -> train every variant -> evaluate -> baselines -> compare -> report."""
     out = cfg.out
     check_out_dir(out)
-    from . import distributed
-    from .suite import check_inputs, load_suite, preflight, preset_path, run_suite
+    from .core import distributed
+    from .suite.run import check_inputs, load_suite, preflight, preset_path, run_suite
 
     suite = load_suite(cfg.config or preset_path(cfg.preset),
                        {k: v for k, v in {"data": cfg.data, "model": cfg.model}.items() if v is not None})
@@ -145,16 +152,16 @@ def run_cmd(cfg: RunConfig, launch: LaunchConfig):
         raise UserError(f"{out}: suite directory exists (use --resume to continue it or --force to start over)")
     fsdp = any(TrainConfig(**{**suite.defaults, **v}).fsdp for v in suite.expanded())
     results = staged(lambda: run_suite(suite, out, force=cfg.force, log=lambda m: typer.echo(m, err=True)),
-                     out / "results.json", launch.nproc, suite.defaults.get("device", "auto"),
+                     out / suitedir.RESULTS, launch.nproc, suite.defaults.get("device", "auto"),
                      lambda: preflight(suite, launch.nproc), launch_one=fsdp)
     if results is None:
         return
-    from .errors import RunFailed
+    from .core.errors import RunFailed
     from .report.verdict import summary_lines
 
     for line in summary_lines(results["verdict"]):
         typer.echo(line)
-    typer.echo(f"report: {out / 'report.html'} and {out / 'report.md'}")
+    typer.echo(f"report: {out / suitedir.REPORT_HTML} and {out / suitedir.REPORT_MD}")
     if results["verdict"]["status"] != "ok":
         raise RunFailed(f"every entry of the suite failed (errors in {out / 'report.md'})")
 
@@ -166,23 +173,23 @@ def report(cfg: ReportConfig):
     out = cfg.suite
     if not out.is_dir():
         raise UserError(f"{out}: not a directory")
-    if not ((out / "suite_status.json").is_file() or any(out.glob("*/*/eval/metrics.json"))):
-        raise UserError(f"{out}: not a suite directory (no suite_status.json and no evaluated entry in "
-                        f"variants/ or baselines/); `supporttune run` makes one")
+    if not suitedir.is_suite(out):
+        raise UserError(f"{out}: not a suite directory (no {suitedir.STATUS} and no evaluated entry in "
+                        f"{' or '.join(suitedir.KINDS.values())}); `supporttune run` makes one")
     check_out_dir(out, flag="")
     from .report.build import build_results
     from .report.render import render_report
 
     if cfg.rescore:
-        from .evaluate import rescore as rescore_dir
+        from .evaluate.stage import rescore as rescore_dir
 
-        for eval_dir in sorted(out.glob("*/*/eval")):
-            if (eval_dir / "predictions.jsonl").is_file():
-                rescore_dir(eval_dir, EvalConfig(baseline="constant", out=eval_dir.parent))
-                typer.echo(f"rescored {eval_dir}")
+        for entry in suitedir.entries(out):
+            if suitedir.predictions_path(out / entry["dir"]).is_file():
+                rescore_dir(suitedir.eval_dir(out / entry["dir"]))
+                typer.echo(f"rescored {suitedir.eval_dir(out / entry['dir'])}")
     build_results(out)
     md, page = render_report(out)
-    typer.echo(f"wrote {out / 'results.json'}, {md} and {page}")
+    typer.echo(f"wrote {out / suitedir.RESULTS}, {md} and {page}")
 
 
 @app.command()
@@ -196,8 +203,8 @@ def chat(cfg: ChatConfig):
     from .rundir import read_record
 
     read_record(cfg.run)  # a wrong RUN fails before torch is even imported
-    from .chat import chat_loop
-    from .generate import load_agent
+    from .inference.agent import load_agent
+    from .serve.chat import chat_loop
 
     chat_loop(load_agent(cfg.run, device=cfg.device), cfg.brand, max_new_tokens=cfg.max_new_tokens,
               temperature=cfg.temperature)
@@ -222,14 +229,11 @@ def serve(cfg: ServeConfig):
 
     read_record(cfg.run)  # a wrong RUN or a taken port fails before torch is even imported
     _check_port_free(cfg.host, cfg.port)
-    from .generate import load_agent
-    from .serve import ServeOptions
-    from .serve import serve as run_server
+    from .inference.agent import load_agent
+    from .serve.server import serve as run_server
 
     agent = load_agent(cfg.run, device=cfg.device)
-    run_server(agent, cfg.host, cfg.port, ServeOptions(api_key=cfg.api_key, max_batch=cfg.max_batch,
-                                                       max_wait_ms=cfg.max_wait_ms, max_new_tokens=cfg.max_new_tokens,
-                                                       batching=cfg.batching, batcher=cfg.batcher))
+    run_server(agent, cfg.host, cfg.port, cfg)
 
 
 @app.command("export")
@@ -237,7 +241,7 @@ def serve(cfg: ServeConfig):
 def export_cmd(cfg: ExportConfig):
     """Export the adapter (+ base reference), or a merged standard HF checkpoint."""
     check_out_dir(cfg.out)
-    from .export import export as run_export
+    from .export.checkpoint import export as run_export
 
     report = run_export(cfg.run, cfg.out, merge=cfg.merge, force=cfg.force, data=cfg.data)
     if "qlora_drift" in report:
@@ -284,7 +288,7 @@ def bench(
         if not (cfg.training or cfg.generation):
             raise UserError("--no-training with --no-generation leaves nothing to measure")
         if cfg.data != "builtin":
-            from .batching import load_split
+            from .data.split import load_split
 
             load_split(Path(cfg.data), "train")  # before the tokenizer and the model are built
     _check_out_file(out, force)
@@ -329,8 +333,8 @@ def rate(cfg: RateConfig, force: bool = typer.Option(False, "--force", metavar="
 def tune(cfg: TuneRunConfig):
     """Search hyperparameters with Optuna (TPE, median pruning on validation loss); each trial is a run directory."""
     check_out_dir(cfg.out)
-    from .tune import format_params, run_tune
-    from .tune_space import load_tune
+    from .tune.search import format_params, run_tune
+    from .tune.space import load_tune
 
     space = load_tune(cfg.config, {k: v for k, v in {"data": cfg.data, "model": cfg.model}.items() if v is not None})
     results = run_tune(space, cfg.out, cfg.trials, timeout=cfg.timeout, force=cfg.force,

@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Optional, get_args, get_origin
 
 import typer
-from typer.core import TyperCommand, TyperGroup
 from pydantic import BaseModel, ValidationError
 from rich.markup import escape
+from typer.core import TyperCommand, TyperGroup
 
 from .config import validation_message
-from .errors import UserError
+from .core.errors import UserError
 
 SHORT = {"out": "-o", "data": "-d", "input": "-i", "format": "-f", "method": "-m", "run": "-r", "baseline": "-b"}
 ENVVARS = {"api_key": "SUPPORTTUNE_API_KEY"}
@@ -116,7 +116,7 @@ def _given(config: type[BaseModel], values: dict, two_way: dict) -> dict:
 
 
 def load_yaml(path: Path | None) -> dict:
-    from .io import read_yaml_mapping
+    from .core.io import read_yaml_mapping
 
     return read_yaml_mapping(path) if path is not None else {}
 

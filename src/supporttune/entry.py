@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .errors import RunFailed, UserError
+from .core.errors import RunFailed, UserError
 
 
 def _quiet_libraries() -> None:
@@ -27,7 +27,7 @@ def main() -> None:
 
     In a worker of a ``--nproc`` run, an error is recorded for the launcher, which prints it once.
     """
-    from . import distributed
+    from .core import distributed
 
     distributed.worker_prologue()
     try:
@@ -52,7 +52,7 @@ _last_error: BaseException | None = None
 def _say(e: BaseException, line: str, code: int) -> None:
     """Print the one-line error (a worker leaves that to its launcher) and exit."""
     global _last_error
-    from . import distributed
+    from .core import distributed
 
     _last_error = e
     if not distributed.launched():

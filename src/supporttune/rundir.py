@@ -24,9 +24,9 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import UserError
-from .io import read_json, read_jsonl, write_jsonl
-from .prompts import PromptSpec
+from .core.errors import UserError
+from .core.io import read_json, read_jsonl, write_jsonl
+from .prompting.spec import PromptSpec
 
 CONFIG = "config.yaml"
 SUMMARY = "train_summary.json"
@@ -35,7 +35,6 @@ EXEMPLARS = "exemplars.jsonl"
 ADAPTER = "adapter_config.json"
 CHECKPOINTS = "checkpoints"
 TENSORBOARD = "tensorboard"
-EVAL = "eval"
 
 
 class RunRecord(BaseModel):
@@ -61,7 +60,7 @@ class RunRecord(BaseModel):
 
     @property
     def model_ref(self):
-        from .models import ModelRef
+        from .models.loading import ModelRef
 
         return ModelRef(**self.model)
 
@@ -109,7 +108,7 @@ def loss_log(run_dir: Path) -> list[dict]:
 
 
 def save_exemplars(run_dir: Path, rows: list[dict]) -> None:
-    from .retrieval import FIELDS
+    from .prompting.retrieval import FIELDS
 
     write_jsonl(Path(run_dir) / EXEMPLARS, [{k: r.get(k, "") for k in FIELDS} for r in rows])
 
@@ -121,6 +120,6 @@ def exemplar_index(run_dir: Path, spec: PromptSpec):
     path = Path(run_dir) / EXEMPLARS
     if not path.is_file():
         raise UserError(f"{run_dir}: the prompt retrieves examples but {EXEMPLARS} is missing")
-    from .retrieval import ExemplarIndex
+    from .prompting.retrieval import ExemplarIndex
 
     return ExemplarIndex(read_jsonl(path), spec.retrieval)

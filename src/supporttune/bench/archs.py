@@ -40,7 +40,7 @@ def arch_of(model: str) -> dict:
     """A named architecture, or the shape of a model preset/path's config (its weights are not read)."""
     if model in ARCHS:
         return ARCHS[model]
-    from ..models import load_config, resolve
+    from ..models.loading import load_config, resolve
 
     return {k: v for k, v in load_config(resolve(model)).to_dict().items() if k in CONFIG_KEYS}
 
@@ -73,7 +73,7 @@ def random_checkpoint(arch: dict, *, device: str = "cpu", dtype: torch.dtype | N
     if tokenizer is not None:
         tokenizer.save_pretrained(path)
     del model
-    from ..memory import free_memory
+    from ..core.memory import free_memory
 
     free_memory()
     _MADE[key] = path
@@ -85,7 +85,7 @@ def load_random(path: Path, *, device: str, dtype: torch.dtype, quantize_4bit: b
     (its recipe), in bf16 otherwise."""
     import torch
 
-    from ..models import ModelRef, load_model
+    from ..models.loading import ModelRef, load_model
 
     return load_model(ModelRef("random", "local", str(path)), dtype=dtype, device=device, quantize_4bit=quantize_4bit,
                       compute_dtype=torch.float16 if dtype == torch.float16 else torch.bfloat16)

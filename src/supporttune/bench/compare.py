@@ -14,14 +14,20 @@ from pathlib import Path
 
 import torch
 
-from ..batching import load_split
-from .config import BenchConfig
-from ..io import write_json
-from ..memory import free_memory
-from ..models import pick_device
-from ..provenance import provenance
+from ..core.io import write_json
+from ..core.memory import free_memory
+from ..core.provenance import provenance
+from ..data.split import load_split
+from ..models.loading import pick_device
 from .archs import arch_of, random_checkpoint
-from .data import FoldedTokenizer, bench_tokenizer, prepared, step_batches, train_sequences
+from .config import BenchConfig
+from .data import (
+    FoldedTokenizer,
+    bench_tokenizer,
+    prepared,
+    step_batches,
+    train_sequences,
+)
 from .generation import bench_generation
 from .train_paths import fast_path, matmul_peak_flops, seed_path, train_path
 

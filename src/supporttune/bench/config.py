@@ -11,7 +11,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..config import StageConfig, _split_csv
+from ..config import StageConfig, split_csv
 
 
 class _BenchStage(StageConfig):
@@ -34,7 +34,7 @@ class _BenchStage(StageConfig):
             return values
         values = {k: v for k, v in values.items() if v is not None}
         if isinstance(values.get("methods"), str):
-            values["methods"] = _split_csv(values["methods"])
+            values["methods"] = split_csv(values["methods"])
         return {**cls.QUICK, **values} if values.get("quick") else values
 
     @field_validator("out")
@@ -46,7 +46,7 @@ class _BenchStage(StageConfig):
 
     @model_validator(mode="after")
     def _known_methods(self):
-        from ..methods import REGISTRY
+        from ..train.methods import REGISTRY
 
         unknown = [m for m in self.methods if m not in REGISTRY]
         if unknown:
@@ -91,7 +91,7 @@ class ScalingConfig(_BenchStage):
     def _parse_counts(cls, value):
         if isinstance(value, str):
             try:
-                return [int(x) for x in _split_csv(value)]
+                return [int(x) for x in split_csv(value)]
             except ValueError:
                 raise ValueError(f"--scaling takes comma-separated process counts, e.g. 1,2,4 (got '{value}')") from None
         return value

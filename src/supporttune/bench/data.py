@@ -13,10 +13,12 @@ import random
 import tempfile
 from pathlib import Path
 
-from ..batching import load_split
-from ..prompts import PromptSpec, encode_example
+from ..data.split import load_split
+from ..models.presets import DEFAULT_MODEL
+from ..prompting.builder import encode_example
+from ..prompting.spec import PromptSpec
 
-SPEC = PromptSpec("plain", True)
+SPEC = PromptSpec(prompt_format="plain", tags=True, history=0)  # the seed recipe's prompt
 MAX_LENGTH = 512  # the seed recipe pads every sequence to this
 
 
@@ -24,9 +26,9 @@ def bench_tokenizer(path: str | None):
     """The tokenizer in ``path``, or the embedded model's."""
     from transformers import AutoTokenizer
 
-    from ..models import load_tokenizer, resolve
+    from ..models.loading import load_tokenizer, resolve
 
-    return AutoTokenizer.from_pretrained(path) if path else load_tokenizer(resolve("smollm2-135m"))
+    return AutoTokenizer.from_pretrained(path) if path else load_tokenizer(resolve(DEFAULT_MODEL))
 
 
 class FoldedTokenizer:
@@ -57,7 +59,7 @@ def prepared(data: str, work: Path | None = None) -> Path:
     """A prepared data directory: ``data`` itself, or the built-in set prepared under ``work``."""
     if data != "builtin":
         return Path(data)
-    from ..config import PrepareConfig
+    from ..data.config import PrepareConfig
     from ..data.prepare import prepare
 
     out = Path(work or tempfile.mkdtemp(prefix="supporttune-bench-")) / "data"

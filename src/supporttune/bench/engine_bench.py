@@ -13,12 +13,14 @@ from __future__ import annotations
 import statistics
 import time
 
-from ..generate import Agent, DecodeSettings, generate_ids
-from ..memory import sync
+from ..core.memory import sync
+from ..inference.agent import Agent
+from ..inference.decode import DecodeSettings
+from ..inference.generate import generate_ids
 
 
 def _timed(agent: Agent, prompts: list[list[int]], settings: DecodeSettings, batch: int) -> tuple[float, list]:
-    from ..engine import engine_for
+    from ..inference.engine import engine_for
 
     engine = engine_for(agent)
     batches = engine.plan_batches(prompts, DecodeSettings(settings.max_new_tokens, batch, engine=settings.engine))
@@ -35,7 +37,7 @@ def _timed(agent: Agent, prompts: list[list[int]], settings: DecodeSettings, bat
 def compare(agent: Agent, prompts: list[list[int]], new_tokens: int = 64, batch_size: int = 256,
             repeats: int = 3, batch1_prompts: int = 8, fast: str = "static") -> dict:
     """Eager vs ``fast`` ("static": compiled on CUDA; "auto": compile only if it repays) on the same prompts."""
-    from ..engine import engine_for
+    from ..inference.engine import engine_for
 
     eager = DecodeSettings(new_tokens, batch_size, engine="eager")
     quick = DecodeSettings(new_tokens, batch_size, engine=fast)

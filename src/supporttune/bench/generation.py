@@ -11,8 +11,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..generate import DecodeSettings, generate_ids, load_agent
-from ..memory import free_memory, sync
+from ..core.memory import free_memory, sync
+from ..inference.agent import load_agent
+from ..inference.decode import DecodeSettings
+from ..inference.generate import generate_ids
 from .data import SPEC, FoldedTokenizer
 from .engine_bench import compare
 

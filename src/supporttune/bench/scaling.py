@@ -26,12 +26,13 @@ from pathlib import Path
 import torch
 import yaml
 
-from .config import ScalingConfig
-from ..errors import RunFailed, UserError
-from ..io import read_json, read_jsonl, write_json
-from ..models import pick_device
-from ..provenance import provenance
+from .. import rundir
+from ..core.errors import RunFailed, UserError
+from ..core.io import write_json
+from ..core.provenance import provenance
+from ..models.loading import pick_device
 from .archs import ARCHS, random_checkpoint
+from .config import ScalingConfig
 from .data import bench_tokenizer, prepared
 
 
@@ -57,9 +58,9 @@ def _train(work: Path, name: str, cfg: dict, n: int) -> dict:
                            "--nproc", str(n)], capture_output=True, text=True)
     if done.returncode:
         raise RunFailed(f"{cfg['method']} on {n} process(es) failed: {done.stderr.strip().splitlines()[-1]}")
-    summary = read_json(run / "train_summary.json")
+    summary = dict(rundir.summary(run) or {})
     summary["launch_s"] = round(time.monotonic() - started, 1)  # the whole command: start-up, loading, training, exit
-    summary["loss_curve"] = [[r["step"], r["train_loss"]] for r in read_jsonl(run / "loss.jsonl") if "train_loss" in r]
+    summary["loss_curve"] = [[r["step"], r["train_loss"]] for r in rundir.loss_log(run) if "train_loss" in r]
     return summary
 
 

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from .. import methods
-from ..batching import PadCollator
-from ..config import TrainConfig
-from ..memory import free_memory, rss_bytes, sync
+from ..core.memory import free_memory, rss_bytes, sync
+from ..train import methods
+from ..train.collate import PadCollator
+from ..train.config import TrainConfig
 from .archs import load_random
 
 BENCH_LR = 2e-4  # one rate for every method: speed does not depend on it, and both paths must reach the same loss

@@ -74,9 +74,11 @@ def clean_text(text: str, *, is_reply: bool = False) -> str:
 
 @dataclass(frozen=True)
 class Limits:
-    min_chars: int = 3
-    max_input_chars: int = 1000
-    max_output_chars: int = 600
+    """What filter_reason keeps (the values and their defaults are PrepareConfig's)."""
+
+    min_chars: int
+    max_input_chars: int
+    max_output_chars: int
 
 
 def content_chars(text: str) -> int:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import UserError
+from ..core.errors import UserError
 from .readers import read_json_records
 from .records import RawPair, ReadResult
 

@@ -13,17 +13,23 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from ..config import PrepareConfig
-from ..errors import UserError
-from ..io import check_out_dir, prepare_out_dir, sha256_file, write_json, write_jsonl
-from ..progress import track
-from ..tagging import tag
+from ..core.errors import UserError
+from ..core.io import (
+    check_out_dir,
+    prepare_out_dir,
+    sha256_file,
+    write_json,
+    write_jsonl,
+)
+from ..core.progress import track
 from .builtin import generate
 from .clean import Limits, clean_text, filter_reason
+from .config import PrepareConfig
 from .messages import read_messages
 from .records import ReadResult
-from .split import split_by_thread
+from .split import PREPARE_REPORT, split_by_thread
 from .tabular import read_tabular
+from .tagging import tag
 from .twcs import read_twcs
 
 SPLITS = ("train", "val", "test")
@@ -162,5 +168,5 @@ def prepare(cfg: PrepareConfig) -> dict:
         "config": cfg.resolved(),
         "seconds": round(time.perf_counter() - t0, 2),
     }
-    write_json(out / "prepare_report.json", report)
+    write_json(out / PREPARE_REPORT, report)
     return report

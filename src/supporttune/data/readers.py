@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import UserError
+from ..core.errors import UserError
 
 
 def read_text(path: Path) -> str:

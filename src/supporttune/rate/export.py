@@ -21,8 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..io import write_jsonl
-from ..prompts import PromptSpec, chat_messages, prompt_text
+from ..core.io import write_jsonl
+from ..prompting.builder import PromptBuilder
+from ..prompting.spec import PromptSpec
 from .replies import SuiteReplies
 
 
@@ -30,14 +31,14 @@ from .replies import SuiteReplies
 class PromptSource:
     """What builds the prompts: a spec, the tokenizer it cuts with (None: nothing to cut), an exemplar index."""
 
-    spec: PromptSpec = PromptSpec()
+    spec: PromptSpec = PromptSpec(history=0)  # no tokenizer to cut earlier turns with
     tokenizer: object = None
     index: object = None
     name: str = "the default chat prompt (brand and tags)"
 
     @classmethod
     def from_run(cls, run_dir: Path) -> "PromptSource":
-        from ..models import load_tokenizer
+        from ..models.loading import load_tokenizer
         from ..rundir import exemplar_index, read_record
 
         record = read_record(run_dir, finished=False)
@@ -45,15 +46,14 @@ class PromptSource:
         return cls(spec, load_tokenizer(record.model_ref), exemplar_index(run_dir, spec),
                    f"the prompt of {record.variant} ({run_dir})")
 
-    def example(self, message: dict) -> dict:
-        from ..retrieval import attach_exemplars
-
-        return attach_exemplars([message], self.index, self.spec.retrieve)[0]
+    @property
+    def builder(self) -> PromptBuilder:
+        return PromptBuilder(self.tokenizer, self.spec, self.index)
 
 
 def preference_rows(suite: SuiteReplies, votes: list[dict], source: PromptSource | None = None) -> list[dict]:
     source = source or PromptSource()
-    chat = source.spec.format == "chat"
+    chat = source.spec.prompt_format == "chat"
     rows = []
     for v in votes:
         if v.get("choice") not in ("left", "right"):
@@ -63,13 +63,12 @@ def preference_rows(suite: SuiteReplies, votes: list[dict], source: PromptSource
         message = suite.messages.get(mid)
         if message is None or mid not in suite.replies.get(winner, {}) or mid not in suite.replies.get(loser, {}):
             continue  # the suite changed since the vote: that reply is gone
-        example = source.example(message)
         good, bad = suite.replies[winner][mid], suite.replies[loser][mid]
         if chat:
-            rows.append({"prompt": chat_messages(source.tokenizer, example, source.spec),
+            rows.append({"prompt": source.builder.messages(message),
                          "chosen": [{"role": "assistant", "content": good}], "rejected": [{"role": "assistant", "content": bad}]})
         else:
-            rows.append({"prompt": prompt_text(source.tokenizer, example, source.spec), "chosen": " " + good,
+            rows.append({"prompt": source.builder.text(message), "chosen": " " + good,
                          "rejected": " " + bad})
     return rows
 

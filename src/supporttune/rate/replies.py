@@ -1,7 +1,7 @@
 """What there is to rate: every finished entry's replies of a suite directory, keyed by message id.
 
-The entry list comes from the report's reader (``suite_status.json``, or the folders of a suite
-made by hand), so the rating page and the report agree on which entries a suite has. An entry
+The entry list comes from ``suitedir.entries`` (the suite's status file, or the folders of a suite
+made by hand), the report's reader too, so the rating page and the report agree on which entries a suite has. An entry
 counts when its ``eval/predictions.jsonl`` exists and it has no ``failed.json``; empty replies are
 kept (a blank answer is a legitimate thing to lose a comparison with). A message's thread history
 comes with its prediction line when evaluate wrote it there, else from the suite's prepared data
@@ -14,9 +14,10 @@ import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UserError
-from ..io import read_jsonl
-from ..report.build import _entries as suite_entries  # the one reader of a suite's entry list
+from .. import suitedir
+from ..core.errors import UserError
+from ..core.io import read_jsonl
+from ..data.split import split_path
 
 MESSAGE_KEYS = ("id", "thread_id", "brand", "input", "reference", "category", "sentiment", "priority", "history")
 
@@ -39,7 +40,7 @@ def _add_history(suite: Path, messages: dict[str, dict]) -> None:
     """Thread history from the suite's prepared data (``SUITE/data/*.jsonl``) for messages whose predictions lack it."""
     missing = {mid for mid, m in messages.items() if not m.get("history")}
     for split in ("test", "val"):
-        path = suite / "data" / f"{split}.jsonl"
+        path = split_path(suite / suitedir.DATA, split)
         if not missing or not path.is_file():
             continue
         for row in read_jsonl(path):
@@ -56,9 +57,9 @@ def load_replies(suite: Path) -> SuiteReplies:
         raise UserError(f"{suite}: not a directory")
     replies: dict[str, dict[str, str]] = {}
     messages: dict[str, dict] = {}
-    for e in suite_entries(suite):
-        path = suite / e["dir"] / "eval" / "predictions.jsonl"
-        if not path.is_file() or (suite / e["dir"] / "failed.json").is_file():
+    for e in suitedir.entries(suite):
+        path = suitedir.predictions_path(suite / e["dir"])
+        if not path.is_file() or suitedir.failed(suite / e["dir"]):
             continue  # never evaluated, or its last run failed (its predictions may be stale)
         rows = read_jsonl(path)
         got = {}

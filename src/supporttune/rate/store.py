@@ -22,11 +22,13 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..suitedir import RATINGS
+
 CHOICES = ("left", "right", "tie", "both_bad", "skip")
 DECISIONS = ("left", "right", "tie", "both_bad")  # everything but skip
 FLAG_LABELS = {"wrong_info": "wrong info", "rude": "rude", "off_topic": "off-topic", "unsafe": "unsafe"}  # page and report
 FLAGS = tuple(FLAG_LABELS)
-FILENAME = "ratings.jsonl"
+FILENAME = RATINGS  # the suite directory's votes file (suitedir.py owns the name)
 
 
 class DuplicateVote(Exception):

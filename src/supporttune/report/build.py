@@ -14,27 +14,16 @@ from pathlib import Path
 
 import yaml
 
-from .. import rundir
-from ..io import read_json, read_jsonl, write_json
-from ..metrics import PRIMARY, CorpusStats, select
-from ..provenance import provenance
-from ..stats import paired_test
+from .. import rundir, suitedir
+from ..core.io import read_json, read_jsonl, write_json
+from ..core.provenance import provenance
+from ..data.split import PREPARE_REPORT
+from ..metrics.scores import PRIMARY, CorpusStats, select
+from ..metrics.stats import paired_test
 from .verdict import decide
 
 ALPHA = 0.05
 MIN_LATENCY_SAMPLES = 10  # fewer timed replies than this: the p50/p95 figures are flagged
-
-
-def _entries(out: Path) -> list[dict]:
-    status = out / "suite_status.json"
-    if status.is_file():
-        return read_json(status)["entries"]
-    entries = []  # a directory made by hand: every folder with eval/metrics.json
-    for kind in ("variants", "baselines"):
-        for d in sorted((out / kind).glob("*")) if (out / kind).is_dir() else []:
-            ok = (d / rundir.EVAL / "metrics.json").is_file()
-            entries.append({"name": d.name, "kind": kind[:-1], "dir": str(d.relative_to(out)), "status": "ok" if ok else "failed"})
-    return entries
 
 
 def _generated(metrics: dict) -> bool:
@@ -89,10 +78,9 @@ def _significance(loaded: dict[str, dict], n_resamples: int = 1000) -> list[dict
 def _entry(out: Path, e: dict, loaded: dict) -> dict:
     d = out / e["dir"]
     item = {**e}
-    eval_dir = d / rundir.EVAL
-    if e.get("status") == "ok" and (eval_dir / "metrics.json").is_file():
-        metrics = read_json(eval_dir / "metrics.json")
-        preds = read_jsonl(eval_dir / "predictions.jsonl")
+    if e.get("status") == "ok" and suitedir.evaluated(d):
+        metrics = read_json(suitedir.metrics_path(d))
+        preds = read_jsonl(suitedir.predictions_path(d))
         item["metrics"] = _figures(d, metrics)
         item["ci"] = metrics.get("ci", {})
         item["generated"] = _generated(metrics)
@@ -112,12 +100,12 @@ def _entry(out: Path, e: dict, loaded: dict) -> dict:
             item["prompt"] = record.prompt
         loaded[e["name"]] = {"predictions": preds, "corpus": CorpusStats([r["prediction"] for r in preds],
                                                                            [r["reference"] for r in preds])}
-    elif (d / "failed.json").is_file():
-        item["error"] = read_json(d / "failed.json").get("error")
+    elif suitedir.failed(d):
+        item["error"] = read_json(d / suitedir.FAILED).get("error")
         item["status"] = "failed"
     else:
         item["status"] = "failed"
-        item.setdefault("error", "no eval/metrics.json")
+        item.setdefault("error", f"no {suitedir.EVAL}/{suitedir.METRICS}")
     return item
 
 
@@ -125,10 +113,10 @@ def build_results(out: Path, n_resamples: int = 1000) -> dict:
     """Read the suite directory ``out``, write ``out/results.json`` and return it."""
     out = Path(out)
     loaded: dict[str, dict] = {}
-    entries = [_entry(out, e, loaded) for e in _entries(out)]
+    entries = [_entry(out, e, loaded) for e in suitedir.entries(out)]
     variants = [e for e in entries if "metrics" in e and e["kind"] == "variant" and e["metrics"].get(PRIMARY) is not None]
-    status = out / "suite_status.json"
-    suite = (out / "suite.yaml").read_text() if (out / "suite.yaml").is_file() else None
+    status = out / suitedir.STATUS
+    suite = (out / suitedir.SUITE_YAML).read_text() if (out / suitedir.SUITE_YAML).is_file() else None
     results = {
         "name": (yaml.safe_load(suite) or {}).get("name", out.name) if suite else out.name, "suite": suite,
         "suite_seconds": read_json(status).get("seconds") if status.is_file() else None,
@@ -136,13 +124,15 @@ def build_results(out: Path, n_resamples: int = 1000) -> dict:
         "best_variant": max(variants, key=lambda e: e["metrics"][PRIMARY])["name"] if variants else None,
         "significance": _significance(loaded, n_resamples),
         "environment": provenance(),
-        "data": read_json(out / "data" / "prepare_report.json") if (out / "data" / "prepare_report.json").is_file() else None,
+        "data": read_json(out / suitedir.DATA / PREPARE_REPORT) if (out / suitedir.DATA / PREPARE_REPORT).is_file() else None,
     }
     # Optional sections: one call each, adding one key (None when it has nothing to say).
     # render.py shows them (its OPTIONAL_SECTIONS); the verdict below may cite them, so they come first.
-    from .preference import human_preference  # ratings.jsonl from `supporttune rate` (None without votes)
+    from .preference import (
+        human_preference,  # ratings.jsonl from `supporttune rate` (None without votes)
+    )
 
     results["human_preference"] = human_preference(out, entries)
     results["verdict"] = decide(results)
-    write_json(out / "results.json", results)
+    write_json(out / suitedir.RESULTS, results)
     return results

@@ -18,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ..metrics import PRIMARY, get, select  # noqa: E402
+from ..metrics.scores import PRIMARY, get, select  # noqa: E402
 from .tables import ranked  # noqa: E402
 
 COLORS = {"variant": "#3b6fb6", "baseline": "#9a9a9a"}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from ..metrics import PRIMARY as METRIC  # the metric the verdict ranks by
+from ..metrics.scores import PRIMARY as METRIC  # the metric the verdict ranks by
 from ..rate.prefs import agreement, bradley_terry, decided, flag_counts, win_rates
 from ..rate.store import FILENAME, FLAG_LABELS, FLAGS, Store
 

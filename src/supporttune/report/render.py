@@ -13,10 +13,13 @@ import html
 from pathlib import Path
 from typing import Callable
 
-from ..io import read_json
+from .. import suitedir
+from ..core.io import read_json
 from . import tables as T
 from .plots import make_all
-from .preference import render_preference  # the Human preference section of `supporttune rate`
+from .preference import (
+    render_preference,  # the Human preference section of `supporttune rate`
+)
 
 OPTIONAL_SECTIONS: tuple[tuple[str, Callable[[dict | None], tuple[str, str]]], ...] = (
     ("human_preference", render_preference),
@@ -129,10 +132,10 @@ def page(results: dict, figs: list[tuple[str, Path]]) -> str:
 
 def render_report(out: Path) -> tuple[Path, Path]:
     out = Path(out)
-    results = read_json(out / "results.json")
-    figs = make_all(results, out / "figures")
-    md = out / "report.md"
+    results = read_json(out / suitedir.RESULTS)
+    figs = make_all(results, out / suitedir.FIGURES)
+    md = out / suitedir.REPORT_MD
     md.write_text(markdown(results, figs), encoding="utf-8")
-    page_path = out / "report.html"
+    page_path = out / suitedir.REPORT_HTML
     page_path.write_text(page(results, figs), encoding="utf-8")
     return md, page_path

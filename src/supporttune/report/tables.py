@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..metrics import GROUPS, PRIMARY, get, select
+from ..metrics.scores import GROUPS, PRIMARY, get, select
 
 FLAG = "†"
 

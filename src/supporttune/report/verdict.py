@@ -13,8 +13,8 @@ the sentences as they are.
 
 from __future__ import annotations
 
-from ..metrics import PRIMARY, get
-from ..stats import holm
+from ..metrics.scores import PRIMARY, get
+from ..metrics.stats import holm
 
 KIND = {"variant": "fine-tuned variant", "baseline": "baseline"}
 

