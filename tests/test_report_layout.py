@@ -20,6 +20,7 @@ from supporttune.report.build import build_results
 from supporttune.report.preference import CLEAR
 from supporttune.report.preference import human_preference
 from supporttune.report.preference import tied_first
+from supporttune.report.render import FIGURE_MIN_SCALE
 from supporttune.report.render import render_report
 
 
@@ -175,7 +176,10 @@ def test_no_page_overflow_and_readable_figures_at_1400_and_420_px(rated_suite, t
                 Path(keep, f"report_{width}.png").write_bytes(shot)
             scroll = driver.execute_script("return document.documentElement.scrollWidth")
             assert scroll <= inner + 1, f"page is {scroll} px wide in a {inner} px window"
-            imgs = driver.execute_script("return [...document.images].map(i => i.getBoundingClientRect().width)")
-            assert len(imgs) == 3 and all(w >= 300 for w in imgs), imgs
+            imgs = driver.execute_script(
+                "return [...document.images].map(i => [i.getBoundingClientRect().width, i.naturalWidth])")
+            assert len(imgs) == 3 and all(w >= 300 for w, _ in imgs), imgs
+            # and never shrunk below FIGURE_MIN_SCALE of its pixels (a 1,600 px figure at 382 px was unreadable)
+            assert all(w >= FIGURE_MIN_SCALE * natural - 1 for w, natural in imgs), imgs
     finally:
         driver.quit()
