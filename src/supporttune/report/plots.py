@@ -17,11 +17,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from ..metrics.scores import PRIMARY, get, select  # noqa: E402
 from .tables import ranked  # noqa: E402
 
 COLORS = {"variant": "#3b6fb6", "baseline": "#9a9a9a"}
+PANELS_PER_ROW = 2  # quality panels wrap into rows: one row of four was 1,600 px wide and unreadable once shrunk to a phone
 
 
 def save_figure(fig, path: Path) -> Path:
@@ -42,10 +44,14 @@ def quality_by_entry(results: dict, path: Path) -> Path | None:
     if not entries or not metrics:
         return None
     n = len(entries)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics) + 1.6, 0.42 * n + 1.5), sharey=True,
+    cols = min(PANELS_PER_ROW, len(metrics))
+    rows = -(-len(metrics) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols + 1.6, rows * (0.42 * n + 1.0) + 0.5), sharey=True,
                              squeeze=False)
     ys = list(range(n))[::-1]  # first entry on top
-    for ax, m in zip(axes[0], metrics):
+    for ax in axes.flat[len(metrics):]:
+        fig.delaxes(ax)  # an odd number of metrics leaves one empty slot
+    for ax, m in zip(axes.flat, metrics):
         vals = [e["metrics"].get(m.key) for e in entries]
         cis = [(e.get("ci") or {}).get(m.key) for e in entries]
         for y, e, v, ci in zip(ys, entries, vals, cis):
@@ -63,7 +69,8 @@ def quality_by_entry(results: dict, path: Path) -> Path | None:
         ax.set_title(m.label, fontsize=10)
         ax.tick_params(axis="x", labelsize=8)
         ax.grid(axis="x", alpha=0.3)
-    axes[0][0].set_yticks(ys, [e["name"] for e in entries], fontsize=8.5)
+    for row in axes:
+        row[0].set_yticks(ys, [e["name"] for e in entries], fontsize=8.5)
     fig.suptitle("Reply quality per entry (95% CI; blue: fine-tuned, grey: baseline; outlined: ship)", fontsize=10.5)
     return save_figure(fig, path)
 
@@ -83,8 +90,9 @@ def quality_vs_latency(results: dict, path: Path) -> Path | None:
         flag = " †" if e.get("speed_flags") else ""
         ax.annotate(e["name"] + flag, (x, y), fontsize=8, xytext=(8, 5 if i % 2 == 0 else -13), textcoords="offset points",
                     bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85), zorder=5)
-    for kind, color in COLORS.items():
-        ax.scatter([], [], color=color, label="fine-tuned variant" if kind == "variant" else kind)
+    for kind, color in COLORS.items():  # only kinds drawn: a legend entry with no point misleads
+        if any(e["kind"] == kind for e in entries):
+            ax.scatter([], [], color=color, label="fine-tuned variant" if kind == "variant" else kind)
     ax.legend(fontsize=8, loc="best")
     if max(xs) / max(min(xs), 1e-9) > 20:
         ax.set_xscale("log")
@@ -109,6 +117,7 @@ def training_loss(results: dict, path: Path) -> Path | None:
             ax.plot(*zip(*tr), color=color, label=f"{e['name']} train")
         if va:
             ax.plot(*zip(*va), "o--", color=color, label=f"{e['name']} val")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole: no tick at 1.25
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss (reply tokens)")
     ax.set_title("Training (line) and validation (dashed) loss per variant", fontsize=10)

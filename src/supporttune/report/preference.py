@@ -5,6 +5,7 @@ win rates, flags, kappa, and whether people and ROUGE-L pick the same entry); ``
 only formats them, as the rest of the report does. The comparison with the metrics is the note a
 verdict can use: ``disagrees_with_metrics`` is true when the raters *clearly* (in at least 95% of
 bootstrap resamples) prefer another entry to the one ROUGE-L ranks first among the rated entries.
+First place is called a tie when the votes do not clearly separate the top entries (``tied_first``).
 """
 
 from __future__ import annotations
@@ -20,14 +21,48 @@ N_BOOT = 1000
 CLEAR = 0.95  # share of bootstrap resamples for "clearly preferred"
 
 
+def _ahead_share(draws, index: dict, a: str, b: str) -> float:
+    """Share of bootstrap resamples in which ``a`` is strictly stronger than ``b``."""
+    return float((draws[:, index[a]] > draws[:, index[b]]).mean())
+
+
+def tied_first(strength: dict, draws, index: dict) -> tuple[list[str], dict[str, float]]:
+    """The entries the votes cannot separate from the top one, and how often the top one leads each.
+
+    Rule: an entry is tied for first when the top-ranked entry (the highest fitted strength) is ahead
+    of it in fewer than ``CLEAR`` (95%) of the bootstrap resamples, the same bar as "clearly
+    preferred" below. Entries of equal strength land near 50% and so always tie; the top entry's
+    rank alone (its fitted strength is highest, even by a hair) is never called a lead.
+    """
+    top = min(strength, key=lambda n: strength[n]["rank"])
+    shares = {n: _ahead_share(draws, index, top, n) for n in sorted(strength, key=lambda n: strength[n]["rank"]) if n != top}
+    return [top] + [n for n, s in shares.items() if s < CLEAR], shares
+
+
+def _names(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _first(leaders: list[str], shares: dict[str, float]) -> str:
+    """How the raters' first place reads: one clear leader, or a tie with the share that makes it one."""
+    if len(leaders) == 1:
+        return f"raters prefer {leaders[0]}"
+    top, rest = leaders[0], leaders[1:]
+    ahead = _names([f"of {n} in {shares[n]:.0%}" for n in rest])
+    return (f"raters rank {_names(leaders)} tied for first: the votes do not separate them ({top} is ahead {ahead} "
+            f"of bootstrap resamples; {CLEAR:.0%} would be clear)")
+
+
 def _compare_with_metric(strength: dict, draws, index: dict, entries: list[dict]) -> dict:
     scores = {e["name"]: e["metrics"][METRIC] for e in entries
               if e.get("metrics", {}).get(METRIC) is not None and e["name"] in strength}
-    human_top = min(strength, key=lambda n: strength[n]["rank"])
-    out = {"metric": METRIC, "human_top": human_top, "metric_top": None, "human_top_beats_metric_top": None,
-           "rank_correlation": None, "disagrees_with_metrics": False}
+    leaders, shares = tied_first(strength, draws, index)
+    human_top = leaders[0]
+    first = _first(leaders, shares)
+    out = {"metric": METRIC, "human_top": human_top, "tied_first": leaders, "metric_top": None,
+           "human_top_beats_metric_top": None, "rank_correlation": None, "disagrees_with_metrics": False}
     if not scores:
-        out["verdict"] = f"Human raters prefer {human_top}; no rated entry has a {METRIC} score to compare with."
+        out["verdict"] = f"{first[0].upper()}{first[1:]}; no rated entry has a {METRIC} score to compare with."
         return out
     metric_top = max(scores, key=scores.get)
     out["metric_top"] = metric_top
@@ -37,20 +72,18 @@ def _compare_with_metric(strength: dict, draws, index: dict, entries: list[dict]
         names = sorted(scores)
         tau = kendalltau([strength[n]["theta"] for n in names], [scores[n] for n in names])[0]
         out["rank_correlation"] = None if tau != tau else round(float(tau), 3)  # NaN when a ranking is constant
-    if metric_top == human_top:
+    if metric_top == human_top and len(leaders) == 1:
         out["verdict"] = f"Human raters and ROUGE-L agree: {human_top} comes first among the rated entries."
         return out
-    share = float((draws[:, index[human_top]] > draws[:, index[metric_top]]).mean())
-    out["human_top_beats_metric_top"] = round(share, 3)
-    if share >= CLEAR:
+    if metric_top != human_top:
+        out["human_top_beats_metric_top"] = round(shares[metric_top], 3)
+    if metric_top not in leaders:  # so the top entry leads it in at least CLEAR of the resamples
         out["disagrees_with_metrics"] = True
-        out["verdict"] = (f"Human preference disagrees with the automatic metrics: raters prefer {human_top}, while ROUGE-L "
-                          f"ranks {metric_top} first among the rated entries ({human_top} is ahead of it in {share:.0%} "
-                          f"of bootstrap resamples).")
-    else:
-        out["verdict"] = (f"Raters rank {human_top} first and ROUGE-L ranks {metric_top} first among the rated entries, "
-                          f"but the votes do not separate the two yet ({human_top} ahead in {share:.0%} of bootstrap resamples; "
-                          f"{CLEAR:.0%} would be clear).")
+        out["verdict"] = (f"Human preference disagrees with the automatic metrics: {first}, while ROUGE-L "
+                          f"ranks {metric_top} first among the rated entries ({human_top} is ahead of it in "
+                          f"{out['human_top_beats_metric_top']:.0%} of bootstrap resamples).")
+    else:  # a tie for first that includes the metric's top entry (one leader that is it returned above)
+        out["verdict"] = f"{first[0].upper()}{first[1:]}; ROUGE-L ranks {metric_top} first among the rated entries."
     return out
 
 
@@ -122,6 +155,12 @@ def _intro(hp: dict) -> str:
     return text
 
 
+def _td(cell: str, column: str) -> str:
+    """Figures do not wrap (class num), so "12 / 0 / 0 / 8" stays one line on a phone; names may wrap."""
+    kind = "" if column in ("entry", "raters") else ' class="num"'
+    return f"<td{kind}>{html.escape(cell)}</td>"
+
+
 def render_preference(hp: dict | None) -> tuple[str, str]:
     """The section as Markdown and as HTML; two empty strings when there are no votes."""
     if not hp:
@@ -134,7 +173,8 @@ def render_preference(hp: dict | None) -> tuple[str, str]:
         esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
         md += [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         md += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows] + [""]
-        page.append(f"<h3>{html.escape(title)}</h3><table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header)
-                    + "</tr></thead><tbody>" + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                                                       for row in rows) + "</tbody></table>")
+        # in the report's scroll box: the flag columns make this table wider than a phone's screen
+        page.append(f"<h3>{html.escape(title)}</h3><div class=\"scroll\"><table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header)
+                    + "</tr></thead><tbody>" + "".join("<tr>" + "".join(_td(c, h) for c, h in zip(row, header)) + "</tr>"
+                                                       for row in rows) + "</tbody></table></div>")
     return "\n".join(md), "".join(page)

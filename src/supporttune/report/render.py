@@ -13,6 +13,8 @@ import html
 from pathlib import Path
 from typing import Callable
 
+from PIL import Image
+
 from .. import suitedir
 from ..core.io import read_json
 from . import tables as T
@@ -27,6 +29,10 @@ OPTIONAL_SECTIONS: tuple[tuple[str, Callable[[dict | None], tuple[str, str]]], .
 """Sections that appear only when results.json holds their key: (key, renderer of that value ->
 (markdown, html)); shown after the figures. E.g. ("human_preference", render_preference)."""
 
+FIGURE_MIN_SCALE = 0.8
+"""A figure is never drawn below this share of its pixel size (its 8 pt labels would blur below about
+9 px); on a narrower screen it scrolls sideways in its own box instead of widening the page."""
+
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:0 auto;padding:1.2em;max-width:1200px;color:#222;
 line-height:1.4}
@@ -39,6 +45,7 @@ h1{font-size:1.5em;margin:.2em 0 .6em}h2{font-size:1.2em;margin:1.6em 0 .4em;bor
 td,th{border:1px solid #d4d4d4;padding:4px 7px;vertical-align:top;text-align:left}th{background:#f3f3f3}
 .names td:first-child{white-space:nowrap}td.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}tr.ship td{background:#eef7ee;font-weight:600}
 .note{color:#555;font-size:.85em;margin:.2em 0 .8em}img{max-width:100%;height:auto}
+figure{margin:.8em 0;overflow-x:auto}
 details{margin:.6em 0}summary{cursor:pointer;font-weight:600;font-size:1.05em}
 """
 
@@ -120,7 +127,9 @@ def page(results: dict, figs: list[tuple[str, Path]]) -> str:
         body.append("<h2>Figures</h2>")
     for title, path in figs:
         data = base64.b64encode(path.read_bytes()).decode()
-        body.append(f'<figure><img alt="{e(title)}" src="data:image/png;base64,{data}"></figure>')
+        with Image.open(path) as im:
+            width = round(im.width * FIGURE_MIN_SCALE)
+        body.append(f'<figure><img alt="{e(title)}" style="min-width:{width}px" src="data:image/png;base64,{data}"></figure>')
     body += [h for _, h in _optional(results)]
     body.append("<h2>Details</h2>")
     for t in _details(results):
