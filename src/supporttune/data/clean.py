@@ -45,8 +45,9 @@ NANP_PHONE_RE = re.compile(rf"{_NOT_BEFORE}(?:1[\s.-]?)?(?:\(\s?\d{{3}}\s?\)|\d{
 # National with a trunk 0: "0800 123 4567", "020 7946 0958", "07900 248601" (groups of 3+ after
 # the first, so a date "05-11-2017" never qualifies).
 TRUNK_PHONE_RE = re.compile(rf"{_NOT_BEFORE}0\d{{1,4}}(?:[\s.-]?\d{{3,6}}){{1,3}}{_NOT_AFTER}")
-# Any word (letters, digits, inner dashes, dots or underscores) holding a 7+ digit run is an account, order or
-# card number: the whole word goes ("CAS-19708536-CB92N2" -> "__id__"); pure digits -> __number__.
+# Any word (letters and digits joined by single dashes, dots or underscores) holding a 7+ digit run
+# is an account, order or card number: the whole word goes ("CAS-19708536-CB92N2" -> "__id__");
+# a word of digits only becomes "__number__".
 LONG_TOKEN_RE = re.compile(r"(?<![A-Za-z0-9])(?<![A-Za-z0-9][-._])[A-Za-z0-9]+(?:[-._][A-Za-z0-9]+)*")
 DIGITS7_RE = re.compile(r"\d{7,}")
 # Cheap gate: no phone or long id without 7 digits close together.
