@@ -6,9 +6,9 @@ def test_unescape_html_entities():
 
 
 def test_redact_urls_emails_handles_phones_numbers():
-    text = "@AmazonHelp hi @bob see https://t.co/abc or www.x.com, mail me@mail.co.uk, call 555-123-4567, acct 123456789"
+    text = "@AmazonHelp hi @bob see https://t.co/abc or www.x.com, mail me@mail.co.uk, call 555-123-4567, acct 123456789, ref 87654321"
     out = redact(text)
-    assert out == "hi __user__ see __url__ or __url__, mail __email__, call __phone__, acct __number__"
+    assert out == "hi __user__ see __url__ or __url__, mail __email__, call __phone__, acct __id__, ref __id__"
 
 
 def test_leading_possessive_handle_is_kept_as_placeholder():

@@ -59,14 +59,17 @@ def _root(version: bool = typer.Option(False, "--version", metavar="", is_eager=
 @options(PrepareConfig, required=("out",))
 def prepare(cfg: PrepareConfig):
     """Clean, redact, tag and split support logs into train/val/test JSONL files."""
+    from .data.prepare import cleaning_summary
     from .data.prepare import prepare as run_prepare
+    from .data.split import PREPARE_REPORT, SPLITS
 
     report = run_prepare(cfg)
     s = report["splits"]
     typer.echo(f"kept {report['pairs_kept']} pairs ({report['dropped_total']} dropped) -> "
                f"train {s['train']['pairs']}, val {s['val']['pairs']}, test {s['test']['pairs']} "
                f"in {report['seconds']}s")
-    typer.echo(f"wrote train.jsonl, val.jsonl, test.jsonl and prepare_report.json to {cfg.out}")
+    typer.echo(cleaning_summary(report))
+    typer.echo(f"wrote {', '.join(f'{s}.jsonl' for s in SPLITS)} and {PREPARE_REPORT} to {cfg.out}")
 
 
 def staged(stage, result: Path, nproc: int, device: str, preflight, launch_one: bool = False) -> dict | None:

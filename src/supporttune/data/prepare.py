@@ -23,16 +23,14 @@ from ..core.io import (
 )
 from ..core.progress import track
 from .builtin import generate
-from .clean import Limits, clean_text, filter_reason
+from .clean import CleanCounts, Limits, clean_text, filter_reason
 from .config import PrepareConfig
 from .messages import read_messages
 from .records import ReadResult
-from .split import PREPARE_REPORT, split_by_thread
+from .split import PREPARE_REPORT, SPLITS, split_by_thread
 from .tabular import read_tabular
 from .tagging import tag
 from .twcs import read_twcs
-
-SPLITS = ("train", "val", "test")
 
 
 def detect_format(path: Path) -> str:
@@ -79,14 +77,18 @@ def read_source(cfg: PrepareConfig) -> tuple[ReadResult, str]:
     return read_tabular(path, fmt, cfg.input_col, cfg.output_col, cfg.brand_col, instruction_col=cfg.instruction_col), fmt
 
 
-def clean_and_tag(raw: ReadResult, cfg: PrepareConfig) -> tuple[list[dict], Counter]:
+def clean_and_tag(raw: ReadResult, cfg: PrepareConfig,
+                  counts: dict[int, CleanCounts] | None = None) -> tuple[list[dict], Counter]:
+    """Cleaned, filtered, tagged examples and the drop reasons; ``counts`` (when given) receives what
+    cleaning replaced or stripped in each kept example, keyed by ``id(example)``."""
     limits = Limits(cfg.min_chars, cfg.max_input_chars, cfg.max_output_chars)
     dropped: Counter = Counter(raw.dropped)
     seen: set[tuple[str, str, str]] = set()
     examples = []
     for pair in track(raw.pairs, "cleaning + tagging"):
-        inp = clean_text(pair.input)
-        out = clean_text(pair.output, is_reply=True)
+        pair_counts = CleanCounts()
+        inp = clean_text(pair.input, counts=pair_counts)
+        out = clean_text(pair.output, is_reply=True, counts=pair_counts)
         reason = filter_reason(inp, out, limits)
         if reason is None and (inp.lower(), out.lower(), pair.brand) in seen:
             reason = "duplicate"
@@ -95,19 +97,22 @@ def clean_and_tag(raw: ReadResult, cfg: PrepareConfig) -> tuple[list[dict], Coun
             continue
         seen.add((inp.lower(), out.lower(), pair.brand))
         tags = tag(inp, cfg.sentiment)
-        examples.append({
+        example = {
             "id": pair.id, "thread_id": pair.thread_id, "input": inp, "output": out, "brand": pair.brand,
             "sentiment": tags.sentiment, "priority": tags.priority, "category": tags.category,
-            "sentiment_score": tags.score, "history": clean_history(pair.history),
-        })
+            "sentiment_score": tags.score, "history": clean_history(pair.history, pair_counts),
+        }
+        examples.append(example)
+        if counts is not None:
+            counts[id(example)] = pair_counts
     return examples, dropped
 
 
-def clean_history(turns: list[dict]) -> list[dict]:
+def clean_history(turns: list[dict], counts: CleanCounts | None = None) -> list[dict]:
     """Earlier turns, cleaned and redacted like the pair itself; turns left empty are dropped."""
     out = []
     for t in turns:
-        text = clean_text(t["content"], is_reply=t["role"] == "assistant")
+        text = clean_text(t["content"], is_reply=t["role"] == "assistant", counts=counts)
         if text:
             out.append({"role": t["role"], "content": text})
     return out
@@ -142,13 +147,17 @@ def prepare(cfg: PrepareConfig) -> dict:
     source = cfg.input if cfg.input == "builtin" else str(Path(cfg.input).resolve())
     if not raw.pairs:
         raise UserError(f"{cfg.input}: no customer->agent pairs found ({raw.rows_read} rows read, format {fmt})")
-    examples, dropped = clean_and_tag(raw, cfg)
+    per_example: dict[int, CleanCounts] = {}
+    examples, dropped = clean_and_tag(raw, cfg, per_example)
     examples, over_cap = cap_pairs(examples, cfg.max_pairs, cfg.seed)
     if over_cap:
         dropped["over_max_pairs"] += over_cap
     if not examples:
         detail = ", ".join(f"{k}={v}" for k, v in dropped.most_common())
         raise UserError(f"{cfg.input}: no pairs left after cleaning ({detail})")
+    cleaning = CleanCounts()  # over the examples written (input, output and history), for audit
+    for ex in examples:
+        cleaning.add(per_example[id(ex)])
     splits = split_by_thread(examples, cfg.val_frac, cfg.test_frac, cfg.seed)
     prepare_out_dir(out, cfg.force)
     for name in SPLITS:
@@ -164,9 +173,18 @@ def prepare(cfg: PrepareConfig) -> dict:
         "dropped_total": sum(dropped.values()),
         "splits": {n: {"pairs": len(splits[n]), "threads": len({e["thread_id"] for e in splits[n]})} for n in SPLITS},
         "tags": {key: dict(Counter(e[key] for e in examples)) for key in ("sentiment", "priority", "category")},
+        "cleaning": cleaning.as_report(),
         "brands": dict(Counter(e["brand"] for e in examples).most_common(20)),
         "config": cfg.resolved(),
         "seconds": round(time.perf_counter() - t0, 2),
     }
     write_json(out / PREPARE_REPORT, report)
     return report
+
+
+def cleaning_summary(report: dict) -> str:
+    """One line for the CLI: what cleaning replaced and stripped, by kind."""
+    c = report["cleaning"]
+    kinds = ", ".join(f"{k} {v}" for k, v in {**c["redacted"], **c["signoffs_stripped"]}.items())
+    return (f"redacted {c['redacted_total']}, sign-offs stripped {c['signoffs_total']}, "
+            f"invisible chars removed {c['invisible_chars_removed']}" + (f" ({kinds})" if kinds else ""))
