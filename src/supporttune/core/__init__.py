@@ -1,1 +1,1 @@
-"""core."""
+"""The foundation every stage uses: errors, files, progress, memory, provenance, multi-process launch."""

@@ -1,1 +1,1 @@
-"""export."""
+"""Exporting a trained agent so it runs elsewhere: the adapter or a merged checkpoint."""

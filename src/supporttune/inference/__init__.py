@@ -1,1 +1,1 @@
-"""inference."""
+"""Inference: a loaded agent, the generation API, decoding strategies and the compiled engine."""

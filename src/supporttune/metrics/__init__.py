@@ -1,1 +1,1 @@
-"""metrics."""
+"""The metrics: one table of scorers, labels and formats, and the statistics (CIs, paired tests)."""

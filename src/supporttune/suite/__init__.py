@@ -1,1 +1,1 @@
-"""suite."""
+"""`supporttune run`: a suite of variants and baselines, trained, evaluated, resumed and reported."""

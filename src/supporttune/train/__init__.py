@@ -1,1 +1,1 @@
-"""train."""
+"""The train stage: PEFT methods, the Trainer, batching; writes a run directory."""

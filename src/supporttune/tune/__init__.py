@@ -1,1 +1,1 @@
-"""tune."""
+"""`supporttune tune`: an Optuna search over train + evaluate, one run directory per trial."""
