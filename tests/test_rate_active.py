@@ -101,10 +101,14 @@ def test_active_is_deterministic_given_a_seed(tmp_path):
 
 
 def test_active_prefers_messages_whose_replies_differ_and_keeps_the_overlap_share(suite):
+    pair = ("pt-10", "qlora-r8")
+    ids = [f"m{i:02d}" for i in range(12)]
+    sched = _active(suite, overlap=0.0, differences={(mid, pair): 0.0 for mid in ids} | {("m03", pair): 0.9, ("m07", pair): 0.1})
+    drawn = [sched._message(pair, set(), {}) for _ in range(200)]
+    assert set(drawn) == {"m03", "m07"} and drawn.count("m03") > 4 * drawn.count("m07")  # identical replies never
     sched = _active(suite, overlap=0.0)
-    pair = ("pt-10", "qlora-r8")  # pt-10 is empty on m00, m04, m08: the most different replies
-    assert sched._message(pair, set(), {}) in {"m00", "m04", "m08"}
-    assert sched.difference("m01", ("constant-dm", "constant-dm")) == 0.0
+    assert sched.difference("m00", pair) == 1.0  # pt-10 is empty on m00
+    assert 0 < sched.difference("m01", pair) < 1 and sched.difference("m01", ("constant-dm", "constant-dm")) == 0.0
     ann = set()
     for _ in range(12):
         t = sched.next_task("ann")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
@@ -134,9 +135,18 @@ def simulate(suite: SuiteReplies, scheduler_kind: str, votes: int, seed: int, ev
     return curve
 
 
-def votes_to(curve: list[dict], target: float = TARGET) -> int | None:
-    """The first checkpoint with tau >= target (None if never reached)."""
-    return next((p["votes"] for p in curve if p["tau"] >= target), None)
+def votes_to(curve: list[dict], target: float = TARGET, stay: bool = False) -> int | None:
+    """The first checkpoint with tau >= target (None if never reached); ``stay``: from which on it never drops below."""
+    if not stay:
+        return next((p["votes"] for p in curve if p["tau"] >= target), None)
+    below = [i for i, p in enumerate(curve) if p["tau"] < target]
+    last = below[-1] if below else -1
+    return curve[last + 1]["votes"] if last + 1 < len(curve) else None
+
+
+def _mean(values: list) -> float | None:
+    hit = [v for v in values if v is not None]
+    return round(float(np.mean(hit)), 1) if hit else None
 
 
 def compare(suite: SuiteReplies, seeds: int, votes: int, every: int = 10, model: RaterModel | None = None,
@@ -151,11 +161,13 @@ def compare(suite: SuiteReplies, seeds: int, votes: int, every: int = 10, model:
         curves = [simulate(suite, kind, votes, s, every, model=model, differences=differences) for s in range(seeds)]
         length = min(map(len, curves))
         reached = [votes_to(c, target) for c in curves]
-        hit = [r for r in reached if r is not None]
+        stayed = [votes_to(c, target, stay=True) for c in curves]
         out["kinds"][kind] = {
             "votes_to_target": reached,
-            "mean_votes_to_target": round(float(np.mean(hit)), 1) if hit else None,
-            "reached": f"{len(hit)}/{seeds}",
+            "mean_votes_to_target": _mean(reached),
+            "reached": f"{sum(r is not None for r in reached)}/{seeds}",
+            "votes_to_stay_above_target": stayed,
+            "mean_votes_to_stay_above_target": _mean(stayed),
             "mean_curve": [{"votes": curves[0][i]["votes"],
                             "tau": round(float(np.mean([c[i]["tau"] for c in curves])), 4)} for i in range(length)],
         }
@@ -184,9 +196,11 @@ def main(argv: list[str] | None = None) -> None:
     result = compare(suite, args.seeds, args.votes, args.every,
                      RaterModel.from_suite(suite, args.metric, temperature=args.temperature))
     result["metric"] = args.metric
+    result["command"] = "PYTHONPATH=src python -m supporttune.rate.simulate " + " ".join(map(str, argv or sys.argv[1:]))
     for kind, r in result["kinds"].items():
-        print(f"{kind:8s} votes to tau>={result['target_tau']}: mean {r['mean_votes_to_target']} "
-              f"(reached {r['reached']}) per seed {r['votes_to_target']}")
+        print(f"{kind:8s} votes to tau>={result['target_tau']}: first {r['mean_votes_to_target']} "
+              f"(reached {r['reached']}; per seed {r['votes_to_target']}), "
+              f"for good {r['mean_votes_to_stay_above_target']} (per seed {r['votes_to_stay_above_target']})")
     print(table(result, step=max(1, len(result["kinds"]["uniform"]["mean_curve"]) // 20)))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
