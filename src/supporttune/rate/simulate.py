@@ -168,6 +168,7 @@ def compare(suite: SuiteReplies, seeds: int, votes: int, every: int = 10, model:
             "reached": f"{sum(r is not None for r in reached)}/{seeds}",
             "votes_to_stay_above_target": stayed,
             "mean_votes_to_stay_above_target": _mean(stayed),
+            "mean_tau_over_curve": round(float(np.mean([c[i]["tau"] for c in curves for i in range(1, length)])), 4),
             "mean_curve": [{"votes": curves[0][i]["votes"],
                             "tau": round(float(np.mean([c[i]["tau"] for c in curves])), 4)} for i in range(length)],
         }
@@ -200,7 +201,8 @@ def main(argv: list[str] | None = None) -> None:
     for kind, r in result["kinds"].items():
         print(f"{kind:8s} votes to tau>={result['target_tau']}: first {r['mean_votes_to_target']} "
               f"(reached {r['reached']}; per seed {r['votes_to_target']}), "
-              f"for good {r['mean_votes_to_stay_above_target']} (per seed {r['votes_to_stay_above_target']})")
+              f"for good {r['mean_votes_to_stay_above_target']} (per seed {r['votes_to_stay_above_target']}); "
+              f"mean tau over the curve {r['mean_tau_over_curve']}")
     print(table(result, step=max(1, len(result["kinds"]["uniform"]["mean_curve"]) // 20)))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
