@@ -153,7 +153,7 @@ def synthetic_suite(n_entries: int = 5, n_messages: int = 16, seed: int = 0):
     from supporttune.rate.replies import SuiteReplies
 
     rng = random.Random(seed)
-    words = "order parcel refund tracking delivery sorry help account payment shipping address label".split()
+    words = ["order", "parcel", "refund", "tracking", "delivery", "sorry", "help", "account", "payment", "label"]
     messages = {f"m{i:02d}": {"id": f"m{i:02d}", "reference": " ".join(rng.choice(words) for _ in range(12))}
                 for i in range(n_messages)}
     replies = {f"e{k}": {mid: " ".join(w if rng.random() < 0.95 - 0.2 * k else "xyzzy" for w in m["reference"].split())

@@ -110,7 +110,8 @@ def make_scheduler(kind: str, suite: SuiteReplies, store: Store, planned: int = 
     if kind == "uniform":
         return Scheduler(suite, store, planned, overlap, rng)
     if kind == "active":
-        from supporttune.rate.active import ActiveScheduler  # here, not at the top: active.py builds on Scheduler
+        # imported here, not at the top: active.py builds on Scheduler
+        from supporttune.rate.active import ActiveScheduler
 
         return ActiveScheduler(suite, store, planned, overlap, rng)
     raise ValueError(f"scheduler '{kind}': choose one of {', '.join(KINDS)}")
