@@ -320,7 +320,8 @@ def rate(cfg: RateConfig, force: bool = typer.Option(False, "--force", metavar="
     from .rate.app import serve as serve_rating
 
     try:
-        session = RatingSession(suite, rater=cfg.rater, planned=cfg.planned, overlap=cfg.overlap)
+        session = RatingSession(suite, rater=cfg.rater, planned=cfg.planned, overlap=cfg.overlap,
+                                scheduler=cfg.scheduler)
     except ValueError as e:
         raise UserError(str(e)) from None
     _check_port_free(cfg.host, cfg.port)

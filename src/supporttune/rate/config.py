@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -22,6 +23,8 @@ class RateConfig(StageConfig):
     planned: int = Field(200, ge=1, description="Votes each rater is asked for (the progress bar's target).")
     overlap: float = Field(0.25, ge=0, le=1, description="Share of comparisons drawn from messages another rater "
                                                          "judged (for kappa).")
+    scheduler: Literal["active", "uniform"] = Field("active", description="Which comparison comes next: 'active' (the pair "
+                                                    "whose order is least certain) or 'uniform' (every pair equally often).")
     export_preferences: Path | None = Field(None, description="Write the decided votes as TRL preference pairs "
                                                               "(JSONL) and exit.")
     prompt_from: Path | None = Field(None, description="With --export-preferences: build prompts as this run does "

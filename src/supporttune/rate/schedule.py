@@ -11,6 +11,9 @@ Rules, in order:
 
 The scheduler keeps no state of its own: it reads the store, so a restarted page continues where
 each rater stopped, and a second server process's votes count at once.
+
+This is the ``uniform`` kind; ``active`` (active.py, the default) spends the votes where the ranking
+is still uncertain. ``make_scheduler`` picks one by name.
 """
 
 from __future__ import annotations
@@ -82,6 +85,10 @@ class Scheduler:
         shared = [mid for mid in fresh if mid in others.get(pair, ())]
         pool = shared if shared and self.rng.random() < self.overlap else fresh
         mid = self.rng.choice(pool)
+        return self._blind(mid, pair)
+
+    def _blind(self, mid: str, pair: tuple[str, str]) -> Task:
+        """The task with the two entries on random sides, so position bias cancels out."""
         left, right = pair if self.rng.random() < 0.5 else pair[::-1]
         return Task(mid, left, right)
 
@@ -92,3 +99,19 @@ class Scheduler:
         available = sum(len(ids) for ids in self.suite.pairs.values())
         return {"rated": rated, "skipped": len(mine) - rated, "planned": min(self.planned, available),
                 "available": available}
+
+
+KINDS = ("active", "uniform")
+
+
+def make_scheduler(kind: str, suite: SuiteReplies, store: Store, planned: int = 200, overlap: float = 0.25,
+                   rng: random.Random | None = None) -> Scheduler:
+    """The scheduler of that kind: ``active`` (uncertainty-driven, active.py) or ``uniform`` (this file)."""
+    if kind == "uniform":
+        return Scheduler(suite, store, planned, overlap, rng)
+    if kind == "active":
+        # imported here, not at the top: active.py builds on Scheduler
+        from supporttune.rate.active import ActiveScheduler
+
+        return ActiveScheduler(suite, store, planned, overlap, rng)
+    raise ValueError(f"scheduler '{kind}': choose one of {', '.join(KINDS)}")
