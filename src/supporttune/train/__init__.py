@@ -1,0 +1,1 @@
+"""Training-time helpers that are not the Trainer itself (padding-free packing)."""
