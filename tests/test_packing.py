@@ -124,6 +124,30 @@ def test_lora_gradients_equal_padded():
     assert all(float(padded[k].abs().max()) > 0 for k in padded)
 
 
+def test_hf_trainer_steps_match_padded(tmp_path):
+    """Two accumulated LoRA steps through HF's Trainer (its num_items_in_batch loss path): same weights."""
+    from peft import LoraConfig
+    from peft import get_peft_model
+    from transformers import Trainer
+    from transformers import TrainingArguments
+
+    items = _items() * 2
+    weights = []
+    for name, collate in (("padded", PadCollator(PAD)), ("packed", PackCollator())):
+        torch.manual_seed(5)
+        model = get_peft_model(_model(), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                                    init_lora_weights=False))
+        args = TrainingArguments(output_dir=str(tmp_path / name), per_device_train_batch_size=2,
+                                 gradient_accumulation_steps=2, max_steps=2, learning_rate=1e-2, use_cpu=True,
+                                 report_to="none", save_strategy="no", remove_unused_columns=False, seed=0,
+                                 data_seed=0, train_sampling_strategy="sequential", disable_tqdm=True,
+                                 dataloader_num_workers=0)
+        Trainer(model=model, args=args, train_dataset=items, data_collator=collate).train()
+        weights.append({n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad})
+    moved = max(float((weights[0][k] - weights[1][k]).abs().max()) for k in weights[0])
+    assert moved < 1e-5, moved
+
+
 def test_registry_refuses_packing_for_prompt_methods():
     flags = {name: methods.get(name).supports_packing for name in methods.REGISTRY}
     assert flags == {"lora": True, "qlora": True, "dora": True, "ia3": True,
@@ -198,7 +222,7 @@ def test_packed_throughput_on_builtin_lengths(tiny_model_dir, builtin_data):
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     ds = EncodedDataset(load_split(builtin_data, "train"), tok, PromptSpec(), 512)
     lengths = [len(x["input_ids"]) for x in ds.items]
-    micro, steps = 4, 16
+    micro, steps = 4, 8
     for group in (True, False):
         order = list(GlobalOrderSampler(lengths, micro, seed=0, group_by_length=group))
         batches = [order[i:i + micro] for i in range(0, len(order), micro)]

@@ -1,7 +1,7 @@
 """Padding-free packing: a micro-batch's sequences laid end to end in one 1 x total_tokens row.
 
-Why: right-padded micro-batches spend compute on pad tokens (on TWCS-like lengths, a large share of
-every batch; see the numbers in tests/test_packing.py's docstring). Packed, every token is real.
+Why: right-padded micro-batches spend compute on pad tokens, a share that grows with the spread of
+lengths in a batch (length-grouped batches waste little, random ones more). Packed, all are real.
 
 How the sequences stay apart: transformers' ``DataCollatorWithFlattening`` restarts ``position_ids``
 at 0 for every sequence and sets the first label of each to -100 (so no sequence is trained to
@@ -12,7 +12,7 @@ position ids. Two conditions follow, both checked by ``packing_problem``:
 
 * ``model.config.use_cache`` must be False: otherwise the model makes a KV cache even in training,
   transformers skips the packed-sequence check, and attention leaks across boundaries (train.py
-  already sets it False);
+  sets it False, and HF's Trainer sets it to ``TrainingArguments.use_cache``, False by default);
 * the PEFT method must keep position ids and add no per-row tokens: prompt and prefix tuning do
   neither (``Method.supports_packing``).
 
@@ -72,32 +72,37 @@ def packing_problem(method, model) -> str | None:
     return None
 
 
-def pack_by_tokens(lengths: Sequence[int], max_tokens: int, order: Sequence[int] | None = None) -> list[list[int]]:
+def pack_by_tokens(lengths: Sequence[int], max_tokens: int, order: Sequence[int] | None = None,
+                   window: int = 32) -> list[list[int]]:
     """Indices grouped into bins of at most ``max_tokens`` tokens, first-fit in ``order``.
 
-    A pure function of (lengths, max_tokens, order): no process count, no global RNG, so every rank
-    computes the same bins and can take its share of them. Each item goes to the earliest open bin it
-    fits (bins keep the order's rough shuffle, and fill well: first-fit is within 1.7x of optimal,
-    in practice a few per cent). An item longer than ``max_tokens`` is refused.
+    A pure function of its arguments: no process count, no global RNG, so every rank computes the
+    same bins and can take its share of them. Each item goes to the earliest of the last ``window``
+    open bins it fits, else opens a new one (the oldest open bin then closes): first-fit's tight bins
+    at O(n x window) cost, and bins keep the order's rough shuffle. An item over the budget is refused.
     """
     if max_tokens < 1:
         raise UserError(f"the packing token budget must be positive (got {max_tokens})")
     order = range(len(lengths)) if order is None else order
     bins: list[list[int]] = []
-    room: list[int] = []
+    open_bins: list[int] = []  # indices into bins, oldest first
+    room: dict[int, int] = {}
     for i in order:
         n = int(lengths[i])
         if n > max_tokens:
             raise UserError(f"example {i} has {n} tokens, more than the packing budget of {max_tokens} tokens "
                             f"(raise the budget to at least max_length)")
-        for b, free in enumerate(room):
-            if n <= free:
+        for b in open_bins:
+            if n <= room[b]:
                 bins[b].append(i)
                 room[b] -= n
                 break
         else:
             bins.append([i])
-            room.append(max_tokens - n)
+            room[len(bins) - 1] = max_tokens - n
+            open_bins.append(len(bins) - 1)
+            if len(open_bins) > window:
+                del room[open_bins.pop(0)]
     return bins
 
 
