@@ -51,6 +51,8 @@ class TrainConfig(StageConfig, PromptOptions):
     grad_accum: int = Field(4, gt=0, description="Micro-batches per optimizer step.")
     max_length: int = Field(512, ge=16, description="Longest prompt+reply in tokens; longer pairs are skipped.")
     pad_to_max_length: bool = Field(False, description="Pad every sequence to max_length (the seed recipe; slow).")
+    packing: bool = Field(True, description="Padding-free packed micro-batches (same loss per token; methods that "
+                                            "cannot pack, prompt and prefix tuning, keep padded batches).")
     group_by_length: bool = Field(True, description="Batch similar lengths together (less padding).")
     distract_share: float = Field(0.0, ge=0, le=1, description="RAFT-style: share of training examples shown random "
                                                                "(unrelated) past exchanges instead of the retrieved ones.")

@@ -4,7 +4,7 @@ Adding a method = one function + ``@register``. Each registry entry answers ever
 question the rest of the code asks: its default learning rate (config.py), whether it needs a 4-bit
 base (models.py loads it), whether its adapter merges into the base weights (export.py), whether it
 works under FSDP (config.py) and with gradient checkpointing (config.py, and ``Method.build``
-applies it). peft is imported inside the builders so that configs can check method names without
+applies it), and whether it trains on padding-free packed rows (train/packing.py). peft is imported inside the builders so that configs can check method names without
 importing it. QLoRA is LoRA on a 4-bit base: the registry entry says ``quantize_4bit``, the loader
 does the rest.
 """
@@ -31,6 +31,7 @@ class Method:
     mergeable: bool = True  # export --merge can fold the adapter into the base weights
     supports_fsdp: bool = True  # trains with --fsdp (weights sharded across GPUs)
     supports_checkpointing: bool = True  # trains with gradient checkpointing
+    supports_packing: bool = True  # trains on padding-free packed rows (train/packing.py)
     peft_type: str = "LORA"  # peft's name for the adapter type (how a loaded adapter is recognised)
     # the generation engine's fast path (inference/slots.py): "merged" folds the adapter into a plain
     # copy of the base, "prompt" feeds the virtual tokens as input embeddings, None = eager only
@@ -49,7 +50,11 @@ class Method:
         return self.builder(model, cfg, tokenizer_path)
 
 
-PROMPT = dict(family="prompt", uses_targets=False, mergeable=False, default_lr=PROMPT_LR, fast_path=None)
+# Virtual tokens are prepended once per row, so a packed row would give them to its first sequence
+# only; and peft drops position_ids for prompt tuning (and passes a KV cache for prefix tuning), so
+# transformers no longer sees the sequence boundaries and attention leaks across them: no packing.
+PROMPT = dict(family="prompt", uses_targets=False, mergeable=False, default_lr=PROMPT_LR, fast_path=None,
+              supports_packing=False)
 
 
 def register(name: str, **rules) -> Callable:

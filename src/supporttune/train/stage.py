@@ -31,6 +31,7 @@ from ..rundir import CHECKPOINTS, RunRecord
 from . import methods
 from .collate import EncodedDataset, PadCollator, split_global_batch
 from .config import TrainConfig
+from .packing import PackCollator, packing_problem
 from .trainer import (
     NonFiniteLoss,
     install_signal_handlers,
@@ -201,11 +202,13 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> dict:
 
     SupportTrainer, RunLog = trainer_classes()
     log = RunLog(out / rundir.LOSS, peak)
+    pad = PadCollator(tokenizer.pad_token_id, cfg.max_length if cfg.pad_to_max_length else None)
+    packed = cfg.packing and not cfg.pad_to_max_length and packing_problem(method, model) is None
     trainer = SupportTrainer(
         model=model, args=_training_args(cfg, device, dtype, bool(len(val_ds)), plan, _fsdp_args(cfg, model)),
         train_dataset=train_ds, eval_dataset=val_ds if len(val_ds) else None,
-        data_collator=PadCollator(tokenizer.pad_token_id, cfg.max_length if cfg.pad_to_max_length else None),
-        callbacks=[log, *(callbacks or [])])
+        data_collator=PackCollator() if packed else pad, callbacks=[log, *(callbacks or [])])
+    trainer.eval_collator = pad  # validation loss sums per sequence over a padded batch (nll_sums)
     trainer.global_batch = plan["global_batch"]
     log.trainer = trainer
     for cb in trainer.callback_handler.callbacks:  # its default folder is inside checkpoints/, deleted at the end
@@ -254,7 +257,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> dict:
             "real_tokens": real_tokens, "tokens_per_s": round(real_tokens / wall, 1) if wall else None, **steady,
             "adapter_bytes": sum(f.stat().st_size for f in out.glob("adapter_model.*")),
             "resumed_from": str(resume_from) if resume_from else None, "precision_note": precision_note,
-            "parallel": plan, **{k: max(p[k] for p in peaks) for k in peaks[0]},  # peaks: the largest rank's
+            "parallel": plan, "packed": packed, **{k: max(p[k] for p in peaks) for k in peaks[0]},  # peaks: the largest rank's
         }
         write_json(out / rundir.SUMMARY, summary)
         shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)

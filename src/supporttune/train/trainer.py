@@ -21,6 +21,7 @@ from ..core import distributed
 from ..core.io import append_jsonl
 from ..core.memory import PeakTracker
 from .collate import GlobalOrderSampler, nll_sums
+from .packing import real_tokens as count_real_tokens
 
 
 class NonFiniteLoss(Exception):
@@ -34,6 +35,7 @@ def trainer_classes():
     class SupportTrainer(Trainer):
         real_tokens = 0
         global_batch = 1
+        eval_collator = None  # the padded collator (training batches may be packed)
         eval_seconds = 0.0  # validation time inside train(), left out of the steady throughput
 
         def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
@@ -49,7 +51,8 @@ def trainer_classes():
             model.eval()
             _keep_4bit_kernels(model)
             with torch.no_grad(), self.compute_loss_context_manager():
-                sums = distributed.all_gather(nll_sums(model, mine, self.data_collator, size, self.args.device, forwards))
+                sums = distributed.all_gather(nll_sums(model, mine, self.eval_collator or self.data_collator, size,
+                                                           self.args.device, forwards))
             model.train(was_training)
             metrics = {f"{metric_key_prefix}_loss": sum(s[0] for s in sums) / max(1, sum(s[1] for s in sums))}
             self.log(metrics)
@@ -63,7 +66,7 @@ def trainer_classes():
                                       self.args.train_sampling_strategy == "group_by_length")
 
         def training_step(self, model, inputs, num_items_in_batch=None):
-            self.real_tokens += int(inputs["attention_mask"].sum())
+            self.real_tokens += count_real_tokens(inputs)
             loss = super().training_step(model, inputs, num_items_in_batch)
             if not torch.isfinite(loss).all():
                 raise NonFiniteLoss(f"loss became {loss.item()} at step {self.state.global_step + 1}")
