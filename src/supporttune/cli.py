@@ -232,11 +232,15 @@ def serve(cfg: ServeConfig):
 
     read_record(cfg.run)  # a wrong RUN or a taken port fails before torch is even imported
     _check_port_free(cfg.host, cfg.port)
+    from .serve.console import quiet_libraries
+
+    quiet_libraries()
     from .inference.agent import load_agent
     from .serve.server import serve as run_server
 
     agent = load_agent(cfg.run, device=cfg.device)
-    run_server(agent, cfg.host, cfg.port, cfg)
+    agent.run_dir = cfg.run
+    run_server([agent], cfg.host, cfg.port, cfg)
 
 
 @app.command("export")
