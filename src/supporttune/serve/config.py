@@ -56,9 +56,10 @@ class ServeOptions(StageConfig):
 
 
 class ServeConfig(ServeOptions):
-    """`supporttune serve RUN`: the agent over HTTP, with dynamic batching."""
+    """`supporttune serve RUN [RUN ...]`: the agents over HTTP, with dynamic batching."""
 
-    run: Path = Field(..., description="Trained run directory.")
+    run: list[Path] = Field(..., min_length=1, description="Trained run directories (several: the request's model "
+                                                           "picks one; adapters of one base share it in memory).")
     host: str = Field("127.0.0.1", description="Bind address (loopback by default; 0.0.0.0 opens it to the network).")
     port: int = Field(8000, ge=1, le=65535, description="TCP port.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to generate.")

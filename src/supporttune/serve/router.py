@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass
@@ -18,6 +19,19 @@ class Served:
     agent: object
     driver: object
     run: str | None = None
+
+
+def agent_names(runs: list[Path], variants: list[str]) -> list[str]:
+    """Variant names, made unique: a shared variant name becomes the run directory's name (then -2, -3, ...)."""
+    names = [v if variants.count(v) == 1 else Path(r).resolve().name for r, v in zip(runs, variants)]
+    out: list[str] = []
+    for n in names:
+        k, name = 1, n
+        while name in out:
+            k += 1
+            name = f"{n}-{k}"
+        out.append(name)
+    return out
 
 
 def parse_split(text: str | None, names: list[str]) -> dict[str, float]:

@@ -18,6 +18,7 @@ the server keeps serving after any.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -43,6 +44,7 @@ from .api import (
 from .completions import add_completions
 from .config import ServeOptions
 from .console import ErrorLog
+from .feedback import FeedbackRequest, Recent, append, record, store_for
 from .local import LocalDriver, Params, Prompt
 from .respond import Reply, live_example
 from .router import Router, Served, parse_split
@@ -66,6 +68,11 @@ def create_app(agents: Agent | list[Agent], opts: ServeOptions | None = None) ->
                      str(getattr(a, "run_dir", "") or "") or None) for a in agents]
     router = Router(served, parse_split(opts.split, [s.name for s in served]))
     first = served[0]
+    recent = Recent()
+
+    def remember(rid: str, s: Served, example: dict, reply: str) -> None:
+        recent.remember(rid, {"model": s.name, "run": s.run, "message": example["input"], "brand": example.get("brand"),
+                              "history": example.get("history"), "reply": reply})
 
     async def lifespan(app: FastAPI):
         for s in served:
@@ -131,6 +138,7 @@ def create_app(agents: Agent | list[Agent], opts: ServeOptions | None = None) ->
         if not isinstance(out, list):
             return out
         r, rid = out[0], f"reply-{uuid.uuid4().hex[:24]}"
+        remember(rid, s, prompt.example, r.reply)
         return ReplyResponse(id=rid, model=s.name, reply=r.reply, sentiment=r.sentiment, priority=r.priority,
                              category=r.category, latency_ms=round(1000 * (time.perf_counter() - t0), 2))
 
@@ -163,7 +171,9 @@ def create_app(agents: Agent | list[Agent], opts: ServeOptions | None = None) ->
             if isinstance(source, JSONResponse):
                 return source
             usage = bool((req.stream_options or {}).get("include_usage"))
-            return StreamingResponse(_events(source, cid, s.name, usage, "chat"), media_type="text/event-stream")
+            return StreamingResponse(_events(source, cid, s.name, usage, "chat",
+                                             lambda r: remember(cid, s, prompt.example, r.reply)),
+                                     media_type="text/event-stream")
         out = await s.driver.replies(request, prompt, params)
         if not isinstance(out, list):
             return out
@@ -175,7 +185,21 @@ def create_app(agents: Agent | list[Agent], opts: ServeOptions | None = None) ->
                                 "category": out[0].category}}
         if warning:
             body["supporttune"]["warnings"] = [warning]
+        remember(cid, s, prompt.example, out[0].reply)
         return body
+
+    @app.post("/v1/feedback")
+    async def feedback(req: FeedbackRequest):
+        """Thumbs up/down (+ an optional corrected reply) for a response this server gave (feedback.py)."""
+        served_row = recent.get(req.id)
+        if served_row is None:
+            return error(404, f"no recent response with id '{req.id}' (this server remembers its last "
+                              f"{recent.size} responses)", param="id", code="response_not_found")
+        path = store_for(opts.feedback, served_row.get("run"))
+        if path is None:
+            return error(503, "no feedback store: serve with --feedback FILE", "server_error", code="no_feedback_store")
+        await asyncio.to_thread(append, path, record(req, served_row))
+        return {"object": "feedback", "id": req.id, "model": served_row["model"], "rating": req.rating, "stored": True}
 
     add_completions(app, pick, opts, _events, _usage)
     return app
@@ -186,7 +210,7 @@ def _usage(out: list[Reply]) -> dict:
     return {"prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion}
 
 
-async def _events(source, cid: str, model: str, usage: bool, shape: str):
+async def _events(source, cid: str, model: str, usage: bool, shape: str, on_final=None):
     """The SSE stream of one reply (``shape``: chat or text completion): pieces, finish reason, [DONE]."""
     def piece(text: str, finish: str | None = None, use: dict | None = None) -> str:
         if shape == "chat":
@@ -206,6 +230,8 @@ async def _events(source, cid: str, model: str, usage: bool, shape: str):
         except Exception as e:  # the stream has started: report in-band, OpenAI style
             yield f"data: {json.dumps(error_body(f'generation failed: {type(e).__name__}: {e}', 'server_error'))}\n\n"
         if final is not None:
+            if on_final:
+                on_final(final)
             yield piece("", final.finish_reason)
             if usage:
                 yield piece("", use=_usage([final]))
