@@ -227,12 +227,13 @@ def _check_port_free(host: str, port: int) -> None:
 @app.command()
 @options(ServeConfig, arguments=("run",))
 def serve(cfg: ServeConfig):
-    """Serve agents over HTTP: /v1/reply, OpenAI-compatible /v1/chat/completions (streaming too), /v1/completions,
-    /v1/models, /v1/feedback, /health.
+    """Serve agents over HTTP: /v1/reply, /v1/chat/completions, /v1/completions, /v1/models, /v1/feedback, /health.
 
-    Several runs: the request's model picks the agent (GET /v1/models lists them), --split shares requests that
-    name none. A system message is added to the prompt the agent was trained with (--system refuse: 400); seed
-    makes sampling reproducible; n > 1 with no temperature samples at temperature 1, as OpenAI does.
+    Several runs: the request's model picks the agent (GET /v1/models); --split shares requests naming none.
+
+    A system message is added to the agent's trained prompt (--system refuse: 400 instead).
+
+    seed makes sampling reproducible; n > 1 with no temperature samples at temperature 1, as OpenAI does.
     """
     from .rundir import read_record
 
