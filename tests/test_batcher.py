@@ -43,7 +43,7 @@ def calls(monkeypatch):
     seen = []
     lock = threading.Lock()
 
-    def respond(agent, items, max_new_tokens, temperature=0.0, on_token=None, should_stop=None, prompts=None):
+    def respond(agent, items, max_new_tokens, temperature=0.0, on_token=None, should_stop=None, prompts=None, seed=None):
         with lock:
             seen.append(([m for m, *_ in items], max_new_tokens, temperature))
         if any(m == "boom" for m, *_ in items):
@@ -197,3 +197,21 @@ def _model(peft_type=None):
 def test_the_window_batcher_where_continuous_batching_cannot_or_should_not_run(device, peft_type, choice, max_batch):
     b = make_batcher(SimpleNamespace(model=_model(peft_type), device=device), choice, max_batch, 10, 64)
     assert type(b) is WindowBatcher and (b.max_batch, b.max_wait_ms) == (max_batch, 10)
+
+
+def test_a_seeded_sampled_job_gets_a_call_of_its_own(calls):
+    """Its reply must not depend on what else was queued with it (the seed is set right before the call)."""
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        b = WindowBatcher(AGENT, 16, 500)
+        b.start()
+        made = [_job(loop, "a", 2, 0.7), _job(loop, "b", 2, 0.7), _job(loop, "c", 2, 0.7), _job(loop, "d", 2, 0.0)]
+        made[1].seed, made[2].seed = 5, 6
+        for job in made:
+            await b.submit(job)
+        await asyncio.gather(*(j.future for j in made))
+        await b.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+    assert sorted(c[0] for c in calls) == [["a"], ["b"], ["c"], ["d"]]

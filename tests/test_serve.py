@@ -83,12 +83,12 @@ def test_openai_client_works_unchanged(base_url):
     from openai import OpenAI
 
     client = OpenAI(base_url=f"{base_url}/v1", api_key="sekret")
-    out = client.chat.completions.create(model="support", max_tokens=6, temperature=0,
+    out = client.chat.completions.create(model="lora", max_tokens=6, temperature=0,
                                          messages=[{"role": "user", "content": "Where is my refund?"}],
                                          extra_body={"brand": "ShopNest"})
     assert out.choices[0].message.role == "assistant" and out.choices[0].finish_reason in {"stop", "length"}
     assert out.usage.completion_tokens <= 6 and out.usage.prompt_tokens > 10
-    sampled = client.chat.completions.create(model="support", max_tokens=4, temperature=0.8,
+    sampled = client.chat.completions.create(model="lora", max_tokens=4, temperature=0.8,
                                              messages=[{"role": "user", "content": "hi"}])
     assert sampled.choices[0].message.content is not None
 

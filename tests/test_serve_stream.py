@@ -29,8 +29,8 @@ def test_openai_client_streams_the_same_reply(url, agent):
     from openai import OpenAI
 
     client = OpenAI(base_url=f"{url}/v1", api_key="unused")
-    whole = client.chat.completions.create(model="support", messages=MESSAGES, max_tokens=12, temperature=0)
-    chunks = list(client.chat.completions.create(model="support", messages=MESSAGES, max_tokens=12, temperature=0,
+    whole = client.chat.completions.create(model="lora", messages=MESSAGES, max_tokens=12, temperature=0)
+    chunks = list(client.chat.completions.create(model="lora", messages=MESSAGES, max_tokens=12, temperature=0,
                                                  stream=True, stream_options={"include_usage": True}))
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == whole.choices[0].message.content and SCRIPT.startswith(text) and len(text) > 20
@@ -76,9 +76,9 @@ def test_continuous_batcher_answers_and_streams(agent):
     with LocalServer(create_app(agent, ServeOptions(max_new_tokens=8))) as u:
         assert httpx.get(f"{u}/health").json()["batcher"] == "SplitBatcher"
         client = OpenAI(base_url=f"{u}/v1", api_key="unused")
-        whole = client.chat.completions.create(model="support", messages=MESSAGES, max_tokens=8)
+        whole = client.chat.completions.create(model="lora", messages=MESSAGES, max_tokens=8)
         streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
-            model="support", messages=MESSAGES, max_tokens=8, stream=True) if c.choices)
+            model="lora", messages=MESSAGES, max_tokens=8, stream=True) if c.choices)
         assert streamed == whole.choices[0].message.content and whole.usage.completion_tokens == 8
         sampled = httpx.post(f"{u}/v1/chat/completions", json={"messages": MESSAGES, "temperature": 0.7}, timeout=60)
         content = sampled.json()["choices"][0]["message"]["content"]

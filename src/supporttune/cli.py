@@ -227,16 +227,31 @@ def _check_port_free(host: str, port: int) -> None:
 @app.command()
 @options(ServeConfig, arguments=("run",))
 def serve(cfg: ServeConfig):
-    """Serve the agent over HTTP: /v1/reply, OpenAI-compatible /v1/chat/completions (streaming too), /v1/models, /health."""
+    """Serve agents over HTTP: /v1/reply, /v1/chat/completions, /v1/completions, /v1/models, /v1/feedback, /health.
+
+    Several runs: the request's model picks the agent (GET /v1/models); --split shares requests naming none.
+
+    A system message is added to the agent's trained prompt (--system refuse: 400 instead).
+
+    seed makes sampling reproducible; n > 1 with no temperature samples at temperature 1, as OpenAI does.
+    """
     from .rundir import read_record
 
-    read_record(cfg.run)  # a wrong RUN or a taken port fails before torch is even imported
+    from .serve.router import agent_names, parse_split
+
+    records = [read_record(run) for run in cfg.run]  # a wrong RUN or a taken port fails before torch is imported
+    try:
+        parse_split(cfg.split, agent_names(cfg.run, [r.variant for r in records]))
+    except ValueError as e:
+        raise UserError(str(e)) from None
     _check_port_free(cfg.host, cfg.port)
-    from .inference.agent import load_agent
+    from .serve.console import quiet_libraries
+
+    quiet_libraries()
+    from .serve.agents import load_agents
     from .serve.server import serve as run_server
 
-    agent = load_agent(cfg.run, device=cfg.device)
-    run_server(agent, cfg.host, cfg.port, cfg)
+    run_server(load_agents(cfg.run, cfg.device, tokenizer_only=cfg.backend is not None), cfg.host, cfg.port, cfg)
 
 
 @app.command("export")

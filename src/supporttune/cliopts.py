@@ -92,6 +92,9 @@ def _parameter(name: str, info, *, argument: bool, required: bool, flags: dict) 
     label = None if required else _label(info.default, is_list)
     if argument:
         spec = typer.Argument(help=_help(info, label), show_default=False, metavar=name.upper())
+        if is_list:  # a list argument takes the rest of the command line: `serve RUN_A RUN_B`
+            return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[Optional[list[str]], spec],
+                                     **({} if required else {"default": None}))
     elif kind is bool:
         decls, label = _flag_decls(name, info, flags)
         spec = typer.Option(*decls, help=_help(info, label), show_default=False, metavar="")

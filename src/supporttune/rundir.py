@@ -35,6 +35,7 @@ EXEMPLARS = "exemplars.jsonl"
 ADAPTER = "adapter_config.json"
 CHECKPOINTS = "checkpoints"
 TENSORBOARD = "tensorboard"
+FEEDBACK = "feedback.jsonl"  # `serve`'s POST /v1/feedback records (serve/feedback.py documents the format)
 
 
 class RunRecord(BaseModel):
@@ -123,3 +124,7 @@ def exemplar_index(run_dir: Path, spec: PromptSpec):
     from .prompting.retrieval import ExemplarIndex
 
     return ExemplarIndex(read_jsonl(path), spec.retrieval)
+
+
+def feedback_path(run_dir: Path) -> Path:
+    return Path(run_dir) / FEEDBACK

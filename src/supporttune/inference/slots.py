@@ -97,7 +97,7 @@ def plain_weights(model, kind: str) -> dict[str, torch.Tensor]:
     del weights
     config = copy.deepcopy(model.active_peft_config)
     adapter = get_peft_model(plain, config)
-    state = {k: v.float() for k, v in get_peft_model_state_dict(model).items()}
+    state = {k: v.float() for k, v in get_peft_model_state_dict(model, adapter_name=model.active_adapter).items()}
     set_peft_model_state_dict(adapter, state)
     merged = adapter.merge_and_unload()
     return merged.state_dict()

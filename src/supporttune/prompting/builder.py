@@ -75,6 +75,8 @@ def chat_messages(tokenizer, example: dict, spec: PromptSpec) -> list[dict]:
     if exemplars:
         system += "\n\n" + EXEMPLARS_HEAD + "".join(
             f"\n{i}. Customer: {e['input']}\n   Agent: {e['output']}" for i, e in enumerate(exemplars, 1))
+    if example.get("instructions"):  # a live client's own system message (serve), after what the agent was trained with
+        system += "\n\n" + example["instructions"]
     messages = [{"role": "system", "content": system}]
     for s in example.get("shots") or []:
         messages += [{"role": "user", "content": s["input"]}, {"role": "assistant", "content": s["output"]}]
@@ -92,6 +94,8 @@ def prompt_text(tokenizer, example: dict, spec: PromptSpec) -> str:
         raise ValueError("prompt format 'chat' needs a tokenizer with a chat template; use --prompt-format plain")
     brand = example.get("brand") or ""
     head = (tag_line(example) + " ") if spec.tags else ""
+    if example.get("instructions"):
+        head = example["instructions"] + "\n" + head
     if brand:
         head += f"[BRAND: {brand}] "
     earlier = list(example.get("shots") or []) + _exemplars(tokenizer, example, spec)

@@ -36,6 +36,7 @@ class Job:
     text: ReplyText
     future: asyncio.Future
     stream: asyncio.Queue | None = None  # text pieces, then None
+    seed: int | None = None  # sampled with this seed, in a generate call of its own (n > 1: seed + choice index)
     cancelled: bool = False
     enqueued: float = field(default_factory=time.perf_counter)
 
@@ -111,19 +112,21 @@ class WindowBatcher:
             if not jobs:
                 continue
             self.batches.append(len(jobs))
-            groups: dict[float, list[Job]] = {}
-            for j in jobs:  # one generate call per temperature (greedy requests share one)
-                groups.setdefault(j.temperature, []).append(j)
-            for temperature, group in groups.items():
-                await self._run(group, temperature)
+            groups: dict[tuple, list[Job]] = {}
+            for j in jobs:  # one generate call per temperature (greedy requests share one); a seeded job alone,
+                # so its reply does not depend on what else was queued with it
+                seeded = j.seed is not None and j.temperature > 0
+                groups.setdefault((j.temperature, j.seed, id(j)) if seeded else (j.temperature,), []).append(j)
+            for key, group in groups.items():
+                await self._run(group, key[0], key[1] if len(key) > 1 else None)
 
-    async def _run(self, jobs: list[Job], temperature: float) -> None:
+    async def _run(self, jobs: list[Job], temperature: float, seed: int | None = None) -> None:
         loop = asyncio.get_running_loop()
         try:
             replies = await asyncio.to_thread(
                 respond_batch, self.agent, [(j.message, j.brand, j.history) for j in jobs], max(j.max_tokens for j in jobs),
                 temperature, lambda row, token: jobs[row].token(loop, token), lambda row: jobs[row].done_generating(),
-                [j.prompt for j in jobs])
+                [j.prompt for j in jobs], seed)
         except Exception as e:  # a generation error fails this batch, not the server
             for j in jobs:
                 j.fail(e)

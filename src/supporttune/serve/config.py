@@ -40,12 +40,26 @@ class ServeOptions(StageConfig):
                                                                               "(larger ones get 413).")
     warmup_prompt_tokens: int = Field(320, ge=16, le=32768, description="The compiled cache fits prompts this long "
                                                                         "(+ max_new_tokens); longer ones run eagerly.")
+    system: Literal["use", "refuse"] = Field(
+        "use", description="A client's system message in /v1/chat/completions: use = added to the system turn the "
+                           "agent was trained with (after brand, tags and retrieved replies); refuse = answered with 400.")
+    backend: str | None = Field(None, description="Generate on this OpenAI-compatible server (vLLM, llama.cpp, Ollama, "
+                                                  "another supporttune serve): its /v1/completions gets the finished "
+                                                  "prompt; retrieval, history, tags and the template stay here.")
+    backend_model: str | None = Field(None, description="The model name the backend serves (default: the first of its "
+                                                        "/v1/models).")
+    backend_timeout_s: float = Field(60.0, gt=0, le=3600, description="Seconds to wait for the backend before a 504.")
+    split: str | None = Field(None, description="A/B traffic split over the served agents for requests that name no "
+                                                "model, as NAME=SHARE,... (e.g. a=90,b=10).")
+    feedback: Path | None = Field(None, description="Append POST /v1/feedback records to this JSONL file (default: "
+                                                    "feedback.jsonl in the run directory of the agent that answered).")
 
 
 class ServeConfig(ServeOptions):
-    """`supporttune serve RUN`: the agent over HTTP, with dynamic batching."""
+    """`supporttune serve RUN [RUN ...]`: the agents over HTTP, with dynamic batching."""
 
-    run: Path = Field(..., description="Trained run directory.")
+    run: list[Path] = Field(..., min_length=1, description="Trained run directories (several: the request's model "
+                                                           "picks one; adapters of one base share it in memory).")
     host: str = Field("127.0.0.1", description="Bind address (loopback by default; 0.0.0.0 opens it to the network).")
     port: int = Field(8000, ge=1, le=65535, description="TCP port.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to generate.")

@@ -9,7 +9,11 @@ streaming): never half a character, never text that may turn out to start a stop
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from dataclasses import dataclass
+
+import torch
 
 from ..data.tagging import tag
 from ..inference.agent import Agent
@@ -29,10 +33,12 @@ class Reply:
     token_ids: list[int] | None = None
 
 
-def live_example(agent: Agent, message: str, brand: str | None, history: list[dict] | None = None) -> dict:
+def live_example(agent: Agent, message: str, brand: str | None, history: list[dict] | None = None,
+                 instructions: str | None = None) -> dict:
+    """The example the prompt builder renders for a live message (``instructions``: a client's system message)."""
     t = tag(message, agent.sentiment)
     return {"input": message, "brand": brand or "", "sentiment": t.sentiment, "priority": t.priority,
-            "category": t.category, "history": list(history or [])}
+            "category": t.category, "history": list(history or []), "instructions": instructions or ""}
 
 
 def context_limit(agent: Agent) -> int:
@@ -44,23 +50,50 @@ def context_limit(agent: Agent) -> int:
 
 
 def respond_batch(agent: Agent, items: list[tuple], max_new_tokens: int, temperature: float = 0.0,
-                  on_token=None, should_stop=None, prompts: list[list[int]] | None = None) -> list[Reply]:
+                  on_token=None, should_stop=None, prompts: list[list[int]] | None = None,
+                  seed: int | None = None) -> list[Reply]:
     """Replies for several ``(message, brand[, history])`` items in one generation call (greedy at temperature 0).
 
     ``prompts`` (already built, e.g. while checking the context length) skips building them again;
-    ``on_token``/``should_stop`` stream and stop single rows (see generate.generate_ids).
+    ``on_token``/``should_stop`` stream and stop single rows (see generate.generate_ids). ``seed``
+    seeds torch's generators right before the call, so the same batch samples the same replies.
+    Agents that share one base model (several adapters of one PeftModel) take turns: the agent's
+    adapter is made active under the model's lock for the whole call.
     """
     examples = [live_example(agent, *item) for item in items]
     prompts = prompts or [agent.prompt_ids(ex) for ex in examples]
-    gens = generate_ids(agent, prompts, DecodeSettings(max_new_tokens=max_new_tokens, batch_size=len(prompts),
-                                                       do_sample=temperature > 0, temperature=temperature or 1.0),
-                        on_token, should_stop)
+    settings = DecodeSettings(max_new_tokens=max_new_tokens, batch_size=len(prompts), do_sample=temperature > 0,
+                              temperature=temperature or 1.0)
+    with adapter_turn(agent):
+        if seed is not None:
+            torch.manual_seed(seed)
+        try:
+            gens = generate_ids(agent, prompts, settings, on_token, should_stop)
+        finally:
+            if seed is not None:
+                torch.seed()  # later unseeded requests must not repeat this sequence
     return [Reply(g.text, ex["sentiment"], ex["priority"], ex["category"], len(p), g.new_tokens,
                   "length" if g.hit_max else "stop", g.token_ids) for ex, p, g in zip(examples, prompts, gens)]
 
 
-def prompt_for(agent: Agent, message: str, brand: str | None, history: list[dict] | None = None) -> list[int]:
-    return agent.prompt_ids(live_example(agent, message, brand, history))
+@contextlib.contextmanager
+def adapter_turn(agent: Agent):
+    """Hold the shared model's lock with this agent's adapter active (agents alone on their model: no lock)."""
+    adapter = getattr(agent, "adapter", None)
+    if adapter is None:
+        yield
+        return
+    with _LOCKS.setdefault(id(agent.model), threading.Lock()):
+        agent.model.set_adapter(adapter)
+        yield
+
+
+_LOCKS: dict[int, threading.Lock] = {}
+
+
+def prompt_for(agent: Agent, message: str, brand: str | None, history: list[dict] | None = None,
+               instructions: str | None = None) -> list[int]:
+    return agent.prompt_ids(live_example(agent, message, brand, history, instructions))
 
 
 def prompt_length(agent: Agent, message: str, brand: str | None, history: list[dict] | None = None) -> int:

@@ -1,13 +1,19 @@
-"""`supporttune serve RUNDIR`: an HTTP service (FastAPI + uvicorn) on the generation engine.
+"""`supporttune serve RUN [RUN ...]`: an HTTP service (FastAPI + uvicorn) on the generation engine.
 
-* ``POST /v1/reply`` ``{"message", "brand"?}`` -> reply + the tagger's labels + latency.
+* ``POST /v1/reply`` ``{"message", "brand"?, "model"?}`` -> reply + the tagger's labels + latency.
 * ``POST /v1/chat/completions``: OpenAI-compatible, streaming included (``"stream": true`` sends
   server-sent events ending with ``data: [DONE]``), so the ``openai`` client works unchanged.
-* ``GET /v1/models``, ``GET /health``; the OpenAPI schema at ``/openapi.json``.
+  A system (or developer) message is added to the system turn the agent was trained with (after
+  the brand, tags and retrieved replies; ``--system refuse`` refuses it instead); ``seed`` makes
+  sampling reproducible; ``n > 1`` with no temperature samples at 1, as OpenAI does.
+* ``POST /v1/completions``: a raw prompt in, OpenAI's completions shape out (streaming too).
+* ``GET /v1/models`` (what is served), ``GET /health``; the OpenAPI schema at ``/openapi.json``.
 
-Requests are batched (batcher.py) into engine calls; on a GPU the engine compiles the batch shape
-before the server takes requests (``warmup_s`` in /health). Work for a client that went away is
-dropped. Every error is JSON in the OpenAI shape (serve_api.py); the server keeps serving after any.
+The request's ``model`` picks the agent (an unknown name gets OpenAI's 404 ``model_not_found``);
+with none, the first agent answers, or the ``--split`` decides. Each agent answers through a
+driver: its model here, batched (local.py), or another engine behind ``--backend`` (backend.py).
+Every error is JSON in the OpenAI shape (api.py), every 4xx is logged with its reason (console.py);
+the server keeps serving after any.
 """
 
 from __future__ import annotations
@@ -23,7 +29,6 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..inference.agent import Agent
-from ..inference.decode import DecodeSettings
 from .api import (
     ChatRequest,
     Guard,
@@ -33,34 +38,55 @@ from .api import (
     error,
     error_body,
     json_error_message,
+    model_not_found,
+    text_chunk,
 )
-from .batcher import Job, WindowBatcher, make_batcher
+from .completions import add_completions
 from .config import ServeOptions
-from .respond import Reply, ReplyText, context_limit, prompt_for
+from .console import ErrorLog
+from .feedback import FeedbackRequest, Recent, append, record, store_for
+from .local import LocalDriver, Params, Prompt
+from .respond import Reply, live_example
+from .router import Router, Served, parse_split
 
 
-def create_app(agent: Agent, opts: ServeOptions | None = None) -> FastAPI:
+def make_driver(agent: Agent, opts: ServeOptions, state: dict, shared_base: bool = False):
+    if opts.backend:
+        from .backend import BackendDriver
+
+        return BackendDriver(agent, opts)
+    # agents sharing one base take turns on it: the window batcher (the continuous one copies the weights)
+    return LocalDriver(agent, opts, state, "window" if shared_base and opts.batcher == "auto" else None)
+
+
+def create_app(agents: Agent | list[Agent], opts: ServeOptions | None = None) -> FastAPI:
     opts = opts or ServeOptions()
-    max_batch = opts.max_batch if opts.batching else 1
-    batcher = make_batcher(agent, opts.batcher, max_batch, opts.max_wait_ms, opts.max_new_tokens)
-    limit = context_limit(agent)
-    state = {"warmup_s": 0.0, "cancelled": 0}
+    agents = [agents] if isinstance(agents, Agent) else list(agents)
+    state = {"cancelled": 0}
+    bases = [id(a.model) for a in agents]
+    served = [Served(a.name, a, make_driver(a, opts, state, bases.count(id(a.model)) > 1),
+                     str(getattr(a, "run_dir", "") or "") or None) for a in agents]
+    router = Router(served, parse_split(opts.split, [s.name for s in served]))
+    first = served[0]
+    recent = Recent()
+
+    def remember(rid: str, s: Served, example: dict, reply: str) -> None:
+        recent.remember(rid, {"model": s.name, "run": s.run, "message": example["input"], "brand": example.get("brand"),
+                              "history": example.get("history"), "reply": reply})
 
     async def lifespan(app: FastAPI):
-        if isinstance(batcher, WindowBatcher):
-            from ..inference.engine import engine_for
-
-            settings = DecodeSettings(opts.max_new_tokens, max_batch)
-            state["warmup_s"] = round(await asyncio.to_thread(engine_for(agent).warmup, max_batch,
-                                                              opts.warmup_prompt_tokens, settings), 2)
-        batcher.start()
+        for s in served:
+            await s.driver.start()
         yield
-        await batcher.stop()
+        for s in served:
+            await s.driver.stop()
 
     app = FastAPI(title="supporttune", version="1", lifespan=lifespan,
-                  description=f"Customer-support reply agent {agent.name}")
-    app.state.batcher = batcher
+                  description=f"Customer-support reply agents: {', '.join(router.names())}")
+    app.state.router = router
+    app.state.batcher = getattr(first.driver, "batcher", None)
     app.add_middleware(Guard, api_key=opts.api_key, max_body_bytes=opts.max_body_bytes)
+    app.add_middleware(ErrorLog)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -71,141 +97,160 @@ def create_app(agent: Agent, opts: ServeOptions | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
-        first = exc.errors()[0] if exc.errors() else {"loc": [], "msg": "invalid request"}
-        if first.get("type") == "json_invalid":
+        first_error = exc.errors()[0] if exc.errors() else {"loc": [], "msg": "invalid request"}
+        if first_error.get("type") == "json_invalid":
             return error(400, json_error_message(await request.body()), code="invalid_json")
-        where = ".".join(str(x) for x in first.get("loc", []) if x != "body")
-        return error(400, f"{where or 'body'}: {first.get('msg')}", param=where or None)
+        where = ".".join(str(x) for x in first_error.get("loc", []) if x != "body")
+        return error(400, f"{where or 'body'}: {first_error.get('msg')}", param=where or None)
 
-    async def submit(message: str, brand: str | None, budget: int, temperature: float, history: list[dict],
-                     stop: list[str], stream: bool) -> Job | JSONResponse:
-        if not message.strip():
-            return error(400, "the customer message is empty or only whitespace", param="message")
-        prompt = await asyncio.to_thread(prompt_for, agent, message, brand, history)
-        if len(prompt) + budget > limit:
-            return error(400, f"message too long: {len(prompt)} prompt tokens + {budget} new tokens exceed the model's "
-                              f"context of {limit}", code="context_length_exceeded")
-        loop = asyncio.get_running_loop()
-        job = Job(message, brand, history, prompt, budget, temperature, ReplyText(agent.tokenizer, budget, stop),
-                  loop.create_future(), asyncio.Queue() if stream else None)
-        try:
-            await batcher.submit(job)
-        except ValueError as e:
-            return error(400, str(e), param="temperature")
-        return job
+    def pick(model: str | None) -> Served | JSONResponse:
+        s = router.pick(model)
+        return model_not_found(model or "") if s is None else s
 
-    async def answer(request: Request, jobs: list[Job]) -> list[Reply] | JSONResponse | None:
-        """The jobs' replies, or None once the client has gone away (its jobs are cancelled)."""
-        done = asyncio.ensure_future(asyncio.gather(*(j.future for j in jobs)))
-        gone = asyncio.ensure_future(_disconnected(request))
-        await asyncio.wait({done, gone}, return_when=asyncio.FIRST_COMPLETED)
-        if not done.done():
-            for j in jobs:
-                j.cancelled = True
-            state["cancelled"] += len(jobs)
-            done.cancel()
-            return None
-        gone.cancel()
-        try:
-            return done.result()
-        except Exception as e:
-            return error(500, f"generation failed: {type(e).__name__}: {e}", "server_error")
+    def empty() -> JSONResponse:
+        return error(400, "the customer message is empty or only whitespace", param="message")
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "model": agent.name, "method": agent.method, "device": agent.device,
-                "batcher": type(batcher).__name__, "batching": opts.batching, "max_batch": max_batch,
-                "batches_served": len(batcher.batches), "warmup_s": state["warmup_s"],
-                "cancelled_requests": state["cancelled"], "skipped_jobs": batcher.skipped}
+        drivers = [s.driver.health() for s in served]
+        return {"status": "ok", "model": first.name, "method": first.agent.method, "device": first.agent.device,
+                "batching": opts.batching, "max_batch": opts.max_batch if opts.batching else 1, **drivers[0],
+                "batches_served": sum(d.get("batches_served", 0) for d in drivers),
+                "cancelled_requests": state["cancelled"], "backend": opts.backend,
+                "agents": {s.name: {"method": s.agent.method, "run": s.run, **d} for s, d in zip(served, drivers)},
+                "split": router.split or None}
 
     @app.get("/v1/models")
     async def models():
-        return {"object": "list", "data": [{"id": agent.name, "object": "model", "created": 0, "owned_by": "supporttune"}]}
+        return {"object": "list", "data": [{"id": s.name, "object": "model", "created": 0, "owned_by": "supporttune",
+                                            "method": s.agent.method} for s in served]}
 
     @app.post("/v1/reply", response_model=ReplyResponse)
     async def reply(req: ReplyRequest, request: Request):
         t0 = time.perf_counter()
-        job = await submit(req.message, req.brand, req.max_tokens or opts.max_new_tokens, 0.0, [], [], False)
-        if isinstance(job, JSONResponse):
-            return job
-        out = await answer(request, [job])
+        s = pick(req.model)
+        if isinstance(s, JSONResponse):
+            return s
+        if not req.message.strip():
+            return empty()
+        prompt = Prompt(live_example(s.agent, req.message, req.brand))
+        out = await s.driver.replies(request, prompt, Params(req.max_tokens or opts.max_new_tokens))
         if not isinstance(out, list):
             return out
-        r = out[0]
-        return ReplyResponse(reply=r.reply, sentiment=r.sentiment, priority=r.priority, category=r.category,
-                             latency_ms=round(1000 * (time.perf_counter() - t0), 2))
+        r, rid = out[0], f"reply-{uuid.uuid4().hex[:24]}"
+        remember(rid, s, prompt.example, r.reply)
+        return ReplyResponse(id=rid, model=s.name, reply=r.reply, sentiment=r.sentiment, priority=r.priority,
+                             category=r.category, latency_ms=round(1000 * (time.perf_counter() - t0), 2))
 
     @app.post("/v1/chat/completions")
     async def chat_completions(req: ChatRequest, request: Request):
         bad = req.unsupported()
         if bad:
             return error(400, bad[1], param=bad[0], code="unsupported_parameter")
+        s = pick(req.model)
+        if isinstance(s, JSONResponse):
+            return s
         last = max((i for i, m in enumerate(req.messages) if m.role == "user"), default=None)
         if last is None:
             return error(400, "messages: needs a user message", param="messages")
+        instructions = req.instructions()
+        if instructions and opts.system == "refuse":
+            return error(400, "system messages are refused by this server (--system refuse): the agent answers with "
+                              "the prompt it was trained with", param="messages", code="unsupported_parameter")
+        if not req.messages[last].text().strip():
+            return empty()
         # the conversation so far (user and assistant turns before the last user message) is the history
         history = [{"role": m.role, "content": m.text()} for m in req.messages[:last]
                    if m.role in ("user", "assistant") and m.text().strip()]
-        budget, temperature = req.budget() or opts.max_new_tokens, req.temperature or 0.0
-        jobs = []
-        for _ in range(req.n):
-            job = await submit(req.messages[last].text(), req.brand, budget, temperature, history, req.stop, req.stream)
-            if isinstance(job, JSONResponse):
-                for j in jobs:
-                    j.cancelled = True
-                return job
-            jobs.append(job)
-        cid, model = f"chatcmpl-{uuid.uuid4().hex[:24]}", req.model or agent.name
+        temperature, warning = req.sampling()
+        prompt = Prompt(live_example(s.agent, req.messages[last].text(), req.brand, history, instructions))
+        params = Params(req.budget() or opts.max_new_tokens, temperature, req.n, req.stop, req.seed)
+        cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         if req.stream:
+            source = await s.driver.stream(prompt, params)
+            if isinstance(source, JSONResponse):
+                return source
             usage = bool((req.stream_options or {}).get("include_usage"))
-            return StreamingResponse(_events(jobs[0], cid, model, usage, state), media_type="text/event-stream")
-        out = await answer(request, jobs)
+            return StreamingResponse(_events(source, cid, s.name, usage, "chat",
+                                             lambda r: remember(cid, s, prompt.example, r.reply)),
+                                     media_type="text/event-stream")
+        out = await s.driver.replies(request, prompt, params)
         if not isinstance(out, list):
             return out
-        prompt_tokens, completion = out[0].prompt_tokens, sum(r.completion_tokens for r in out)
-        return {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
-                "choices": [{"index": i, "message": {"role": "assistant", "content": r.reply}, "finish_reason": r.finish_reason,
-                             "logprobs": None} for i, r in enumerate(out)],
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
-                          "total_tokens": prompt_tokens + completion},
-                "supporttune": {"sentiment": out[0].sentiment, "priority": out[0].priority, "category": out[0].category}}
+        body = {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": s.name,
+                "choices": [{"index": i, "message": {"role": "assistant", "content": r.reply},
+                             "finish_reason": r.finish_reason, "logprobs": None} for i, r in enumerate(out)],
+                "usage": _usage(out),
+                "supporttune": {"agent": s.name, "sentiment": out[0].sentiment, "priority": out[0].priority,
+                                "category": out[0].category}}
+        if warning:
+            body["supporttune"]["warnings"] = [warning]
+        remember(cid, s, prompt.example, out[0].reply)
+        return body
 
+    @app.post("/v1/feedback")
+    async def feedback(req: FeedbackRequest):
+        """Thumbs up/down (+ an optional corrected reply) for a response this server gave (feedback.py)."""
+        served_row = recent.get(req.id)
+        if served_row is None:
+            return error(404, f"no recent response with id '{req.id}' (this server remembers its last "
+                              f"{recent.size} responses)", param="id", code="response_not_found")
+        path = store_for(opts.feedback, served_row.get("run"))
+        if path is None:
+            return error(503, "no feedback store: serve with --feedback FILE", "server_error", code="no_feedback_store")
+        await asyncio.to_thread(append, path, record(req, served_row))
+        return {"object": "feedback", "id": req.id, "model": served_row["model"], "rating": req.rating, "stored": True}
+
+    add_completions(app, pick, opts, _events, _usage)
     return app
 
 
-async def _disconnected(request: Request) -> None:
-    """Returns once the client has closed the connection (the body was read already, by the guard)."""
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return
+def _usage(out: list[Reply]) -> dict:
+    prompt_tokens, completion = out[0].prompt_tokens, sum(r.completion_tokens for r in out)
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion}
 
 
-async def _events(job: Job, cid: str, model: str, usage: bool, state: dict):
-    """The SSE stream of one job: role, text pieces as they are safe to show, finish reason, [DONE]."""
-    finished = False
+async def _events(source, cid: str, model: str, usage: bool, shape: str, on_final=None):
+    """The SSE stream of one reply (``shape``: chat or text completion): pieces, finish reason, [DONE]."""
+    def piece(text: str, finish: str | None = None, use: dict | None = None) -> str:
+        if shape == "chat":
+            return chunk(cid, model, {"content": text} if text else {}, finish, use)
+        return text_chunk(cid, model, text, finish, use)
+
     try:
-        yield chunk(cid, model, {"role": "assistant", "content": ""})
-        while (piece := await job.stream.get()) is not None:
-            yield chunk(cid, model, {"content": piece})
+        if shape == "chat":
+            yield chunk(cid, model, {"role": "assistant", "content": ""})
+        final = None
         try:
-            r = await job.future
+            async for item in source:
+                if isinstance(item, str):
+                    yield piece(item)
+                else:
+                    final = item
         except Exception as e:  # the stream has started: report in-band, OpenAI style
             yield f"data: {json.dumps(error_body(f'generation failed: {type(e).__name__}: {e}', 'server_error'))}\n\n"
-        else:
-            yield chunk(cid, model, {}, r.finish_reason)
+        if final is not None:
+            if on_final:
+                on_final(final)
+            yield piece("", final.finish_reason)
             if usage:
-                yield chunk(cid, model, {}, usage={"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
-                                                   "total_tokens": r.prompt_tokens + r.completion_tokens})
+                yield piece("", use=_usage([final]))
         yield "data: [DONE]\n\n"
-        finished = True
     finally:
-        if not finished:  # the client went away mid-stream
-            job.cancelled = True
-            state["cancelled"] += 1
+        await source.aclose()
 
 
-def serve(agent: Agent, host: str, port: int, opts: ServeOptions) -> None:
+def serve(agents: list[Agent], host: str, port: int, opts: ServeOptions) -> None:
     import uvicorn
 
-    uvicorn.run(create_app(agent, opts), host=host, port=port, log_level="info")
+    from .console import log_to_terminal, open_host_warning, startup_line
+
+    app = create_app(agents, opts)
+    log_to_terminal()
+    shown = "localhost" if host in ("127.0.0.1", "::1") else host
+    print(startup_line([a.name for a in agents], [str(getattr(a, "run_dir", "") or a.name) for a in agents],
+                       f"http://{shown}:{port}", bool(opts.api_key), opts.backend), flush=True)
+    warn = open_host_warning(host, bool(opts.api_key))
+    if warn:
+        print(warn, flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="info")
