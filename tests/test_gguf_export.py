@@ -2,8 +2,10 @@
 
 The GGUF is read back two ways: gguf.GGUFReader for names, types and metadata, and transformers
 (``from_pretrained(gguf_file=...)``, which undoes llama.cpp's q/k permutation) for logits against the
-HF checkpoint. Measured on these prompts (tests/test_gguf_export.py, 56 positions): f32 max |diff| 0.0,
-f16 3.9e-4 (mean 4.7e-5), q8_0 8.3e-3 (mean 1.1e-3), q4_0 0.14 (mean 1.3e-2); the bounds below leave 5x room.
+HF checkpoint. Tiny random Llama (2 layers, 64 wide) and a tiny byte-level BPE built here. Measured
+on these prompts (61 positions; /tmp script calling the helpers below): f32 max |diff| 0.0, f16 2.9e-4
+(mean 4.8e-5), q8_0 6.9e-3 (mean 1.3e-3), q4_0 0.092 (mean 1.3e-2); the bounds below leave ~5x room.
+The slow test checks the export against a file llama.cpp itself wrote: the embedded SmolLM2 GGUF.
 """
 
 from __future__ import annotations
@@ -24,8 +26,49 @@ from supporttune.export.modelfile import chatml_template
 from supporttune.export.modelfile import write_modelfile
 
 TEMPLATE = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+CHATML = TEMPLATE + "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 # (max |logit diff|, mean |logit diff|) bounds per type, about 5x what was measured (module docstring).
-BOUNDS = {"f32": (1e-6, 1e-7), "f16": (2e-3, 3e-4), "q8_0": (4e-2, 6e-3), "q4_0": (0.7, 0.07)}
+BOUNDS = {"f32": (1e-6, 1e-7), "f16": (2e-3, 3e-4), "q8_0": (4e-2, 6e-3), "q4_0": (0.5, 0.07)}
+VOCAB = 320  # the tokenizer has 300 tokens: ids 300-319 become [PADn] entries, as convert_hf_to_gguf writes them
+
+
+def _tiny_tokenizer():
+    """A 300-token byte-level BPE (gpt2-style) with ChatML specials, trained in milliseconds. The real
+    49k-token tokenizer works the same but costs ~10 s of CPU per GGUF read-back (parsing 100k strings)."""
+    from tokenizers import Tokenizer
+    from tokenizers import decoders
+    from tokenizers import models
+    from tokenizers import pre_tokenizers
+    from tokenizers import trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tk.train_from_iterator(["Hello, my order is late. Where is my refund? The parcel never arrived."] * 20, trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<|im_start|>", eos_token="<|im_end|>",
+                                  pad_token="<|im_end|>", unk_token="<|endoftext|>")
+    tok.chat_template = CHATML
+    return tok
+
+
+def _tiny_llama(out: Path, tied: bool, seed: int) -> Path:
+    """A 2-layer, 64-wide random Llama as tests/conftest.py builds, with the tiny tokenizer."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from transformers import LlamaConfig
+
+    tok = _tiny_tokenizer()
+    config = LlamaConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                         tie_word_embeddings=tied, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                         bos_token_id=tok.bos_token_id)
+    torch.manual_seed(seed)
+    AutoModelForCausalLM.from_config(config).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
 
 
 def _prompts(model_dir: Path) -> list[list[int]]:
@@ -33,7 +76,7 @@ def _prompts(model_dir: Path) -> list[list[int]]:
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     return [tok("Hello, my order is late")["input_ids"],
-            tok("<|im_start|>user\nWhere is my refund?<|im_end|>\n")["input_ids"], list(range(100, 140))]
+            tok("<|im_start|>user\nWhere is my refund?<|im_end|>\n")["input_ids"], list(range(260, 300))]
 
 
 def _field(reader: gguf.GGUFReader, key: str):
@@ -41,21 +84,15 @@ def _field(reader: gguf.GGUFReader, key: str):
 
 
 @pytest.fixture(scope="module")
-def untied_dir(tiny_model_dir, tmp_path_factory) -> Path:
-    """The tiny model with its own output head (``output.weight`` in the GGUF)."""
-    import torch
-    from transformers import AutoConfig
-    from transformers import AutoModelForCausalLM
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """Tied embeddings (no ``output`` tensor in the GGUF). Shadows conftest's fixture of the same name."""
+    return _tiny_llama(tmp_path_factory.mktemp("tiny-tied"), tied=True, seed=0)
 
-    out = tmp_path_factory.mktemp("tiny-untied")
-    config = AutoConfig.from_pretrained(tiny_model_dir)
-    config.tie_word_embeddings = False
-    torch.manual_seed(1)
-    AutoModelForCausalLM.from_config(config).save_pretrained(out)
-    for f in tiny_model_dir.iterdir():
-        if f.name.startswith(("tokenizer", "chat_template")):
-            shutil.copy(f, out / f.name)
-    return out
+
+@pytest.fixture(scope="module")
+def untied_dir(tmp_path_factory) -> Path:
+    """Its own output head (``output.weight`` in the GGUF)."""
+    return _tiny_llama(tmp_path_factory.mktemp("tiny-untied"), tied=False, seed=1)
 
 
 @pytest.mark.parametrize("dtype", ["f16", "q8_0"])
@@ -85,15 +122,19 @@ def test_tied_export_reads_back(tiny_model_dir, tmp_path, dtype):
     assert _field(reader, "tokenizer.ggml.model") == "gpt2"
     assert _field(reader, "tokenizer.ggml.pre") == summary["tokenizer_pre"] == "gpt2"
     tokens = _field(reader, "tokenizer.ggml.tokens")
-    assert len(tokens) == config["vocab_size"] and tokens[1] == "<|im_start|>"
-    assert _field(reader, "tokenizer.ggml.token_type")[:3] == [gguf.TokenType.CONTROL] * 3
-    assert len(_field(reader, "tokenizer.ggml.merges")) > 40000
+    assert len(tokens) == VOCAB and tokens[1] == "<|im_start|>" and tokens[-1] == f"[PAD{VOCAB - 1}]"
+    token_types = _field(reader, "tokenizer.ggml.token_type")
+    assert token_types[:4] == [gguf.TokenType.CONTROL] * 3 + [gguf.TokenType.NORMAL]
+    assert token_types[299:] == [gguf.TokenType.NORMAL] + [gguf.TokenType.UNUSED] * 20
+    assert len(_field(reader, "tokenizer.ggml.merges")) == 300 - 3 - 256
+    assert bool(_field(reader, "tokenizer.ggml.add_bos_token")) is False  # this tokenizer adds no BOS
     assert _field(reader, "tokenizer.ggml.bos_token_id") == config["bos_token_id"]
     assert _field(reader, "tokenizer.ggml.eos_token_id") == config["eos_token_id"]
     assert _field(reader, "tokenizer.chat_template") == TEMPLATE
 
-    diff = compare_logits(tiny_model_dir, out, _prompts(tiny_model_dir))
-    assert diff["positions"] == 56
+    prompts = _prompts(tiny_model_dir)
+    diff = compare_logits(tiny_model_dir, out, prompts)
+    assert diff["positions"] == sum(map(len, prompts))
     assert diff["max_abs_diff"] < BOUNDS[dtype][0] and diff["mean_abs_diff"] < BOUNDS[dtype][1], diff
 
 
@@ -147,6 +188,32 @@ def test_unsupported_inputs_are_one_line_user_errors(tiny_model_dir, tmp_path):
     with pytest.raises(UserError, match="q4_k"):
         write_gguf(tiny_model_dir, tmp_path / "x.gguf", dtype="q4_k")  # type: ignore[arg-type]
     assert not (tmp_path / "x.gguf").exists()
+
+
+@pytest.mark.slow
+def test_embedded_model_exports_as_llama_cpp_wrote_it(tmp_path):
+    """Re-export the embedded model (cached bf16 checkpoint, converted from llama.cpp's Q4_1 GGUF by
+    transformers): same vocabulary fields, tensor names and hyper-parameters as the original file, and
+    q/k re-permuted into llama.cpp's layout (a wrong permutation would differ by ~100%, not ~0.1%)."""
+    from gguf.quants import dequantize
+
+    from supporttune.models import ensure_embedded_cached
+    from supporttune.models import gguf_location
+
+    out = tmp_path / "smollm2.gguf"
+    write_gguf(ensure_embedded_cached(), out, dtype="f16")
+    ours, theirs = gguf.GGUFReader(out), gguf.GGUFReader(gguf_location())
+    for key in ("tokenizer.ggml.model", "tokenizer.ggml.tokens", "tokenizer.ggml.token_type", "tokenizer.ggml.merges",
+                "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id", "tokenizer.ggml.padding_token_id",
+                "tokenizer.ggml.unknown_token_id", "tokenizer.chat_template", "llama.context_length",
+                "llama.rope.freq_base", "llama.attention.head_count_kv", "llama.vocab_size"):
+        assert _field(ours, key) == _field(theirs, key), key
+    a = {t.name: t for t in ours.tensors}
+    b = {t.name: t for t in theirs.tensors}
+    assert set(a) == set(b)
+    for name in ("blk.0.attn_q.weight", "blk.29.attn_k.weight"):
+        x, y = (dequantize(t.data, t.tensor_type) for t in (a[name], b[name]))
+        assert np.abs(x - y).mean() < 0.01 * np.abs(y).mean(), name
 
 
 def _render(template_go: str, messages: list[dict]) -> str:
