@@ -35,11 +35,7 @@ VOCAB = 320  # the tokenizer has 300 tokens: ids 300-319 become [PADn] entries, 
 def _tiny_tokenizer():
     """A 300-token byte-level BPE (gpt2-style) with ChatML specials, trained in milliseconds. The real
     49k-token tokenizer works the same but costs ~10 s of CPU per GGUF read-back (parsing 100k strings)."""
-    from tokenizers import Tokenizer
-    from tokenizers import decoders
-    from tokenizers import models
-    from tokenizers import pre_tokenizers
-    from tokenizers import trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tk = Tokenizer(models.BPE())
@@ -57,8 +53,7 @@ def _tiny_tokenizer():
 def _tiny_llama(out: Path, tied: bool, seed: int) -> Path:
     """A 2-layer, 64-wide random Llama as tests/conftest.py builds, with the tiny tokenizer."""
     import torch
-    from transformers import AutoModelForCausalLM
-    from transformers import LlamaConfig
+    from transformers import AutoModelForCausalLM, LlamaConfig
 
     tok = _tiny_tokenizer()
     config = LlamaConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,

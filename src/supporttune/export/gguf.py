@@ -78,7 +78,7 @@ def _checkpoint_tensors(model_dir: Path) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     for file in files:
         with safe_open(file, framework="pt") as f:
-            for key in f.keys():
+            for key in f.keys():  # noqa: SIM118 (a safetensors handle, not a dict: it has no __iter__)
                 out[key] = f.get_tensor(key)
     return out
 
@@ -229,7 +229,8 @@ def _sha256(path: Path) -> str:
 
 def write_gguf(model_dir: Path, out_file: Path, dtype: GgufDtype = "f16", chat_template: str | None = None) -> dict:
     """Write ``out_file`` from the merged HF Llama checkpoint in ``model_dir``; return a summary
-    (tensors: name -> GGML type, bytes, dtype, sha256, pre-tokenizer name)."""
+    (tensors: name -> GGML type, bytes, dtype, sha256, pre-tokenizer name). ``chat_template`` replaces the
+    tokenizer's own (tokenizer_config.json / chat_template.jinja), which is written otherwise."""
     model_dir, out_file = Path(model_dir), Path(out_file)
     if dtype not in QTYPES:
         raise UserError(f"GGUF dtype {dtype!r}: choose one of {', '.join(QTYPES)}")
