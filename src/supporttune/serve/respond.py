@@ -15,6 +15,7 @@ from ..data.tagging import tag
 from ..inference.agent import Agent
 from ..inference.decode import DecodeSettings, finish
 from ..inference.generate import generate_ids
+from ..inference.mbr import DecodeSpec
 
 
 @dataclass
@@ -44,17 +45,22 @@ def context_limit(agent: Agent) -> int:
 
 
 def respond_batch(agent: Agent, items: list[tuple], max_new_tokens: int, temperature: float = 0.0,
-                  on_token=None, should_stop=None, prompts: list[list[int]] | None = None) -> list[Reply]:
+                  on_token=None, should_stop=None, prompts: list[list[int]] | None = None,
+                  decode: DecodeSpec | None = None) -> list[Reply]:
     """Replies for several ``(message, brand[, history])`` items in one generation call (greedy at temperature 0).
+
+    ``temperature`` > 0 samples (a client's request); otherwise ``decode`` (the chat's or server's strategy:
+    greedy, sample, beam or mbr; default greedy) decides.
 
     ``prompts`` (already built, e.g. while checking the context length) skips building them again;
     ``on_token``/``should_stop`` stream and stop single rows (see generate.generate_ids).
     """
     examples = [live_example(agent, *item) for item in items]
     prompts = prompts or [agent.prompt_ids(ex) for ex in examples]
-    gens = generate_ids(agent, prompts, DecodeSettings(max_new_tokens=max_new_tokens, batch_size=len(prompts),
-                                                       do_sample=temperature > 0, temperature=temperature or 1.0),
-                        on_token, should_stop)
+    settings = DecodeSettings(max_new_tokens=max_new_tokens, batch_size=len(prompts), do_sample=temperature > 0,
+                              temperature=temperature or 1.0,
+                              decode=decode if decode is not None and temperature <= 0 else DecodeSpec())
+    gens = generate_ids(agent, prompts, settings, on_token, should_stop)
     return [Reply(g.text, ex["sentiment"], ex["priority"], ex["category"], len(p), g.new_tokens,
                   "length" if g.hit_max else "stop", g.token_ids) for ex, p, g in zip(examples, prompts, gens)]
 

@@ -42,7 +42,7 @@ from .respond import Reply, ReplyText, context_limit, prompt_for
 def create_app(agent: Agent, opts: ServeOptions | None = None) -> FastAPI:
     opts = opts or ServeOptions()
     max_batch = opts.max_batch if opts.batching else 1
-    batcher = make_batcher(agent, opts.batcher, max_batch, opts.max_wait_ms, opts.max_new_tokens)
+    batcher = make_batcher(agent, opts.batcher, max_batch, opts.max_wait_ms, opts.max_new_tokens, opts.decode_spec())
     limit = context_limit(agent)
     state = {"warmup_s": 0.0, "cancelled": 0}
 
@@ -115,6 +115,7 @@ def create_app(agent: Agent, opts: ServeOptions | None = None) -> FastAPI:
     async def health():
         return {"status": "ok", "model": agent.name, "method": agent.method, "device": agent.device,
                 "batcher": type(batcher).__name__, "batching": opts.batching, "max_batch": max_batch,
+                "decode": opts.decode_spec().record(),
                 "batches_served": len(batcher.batches), "warmup_s": state["warmup_s"],
                 "cancelled_requests": state["cancelled"], "skipped_jobs": batcher.skipped}
 
