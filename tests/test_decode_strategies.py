@@ -160,9 +160,8 @@ def test_configs_take_the_decode_options():
         ServeOptions(batcher="continuous", decode="mbr")
 
 
-def test_cli_flags_and_one_line_errors():
-    from conftest import run_cli
-
+def test_cli_flags_and_one_line_errors(cli):
+    run_cli = cli
     for command in ("evaluate", "chat", "serve"):
         out = run_cli(command, "--help").stdout
         for flag in ("--decode", "--candidates", "--utility", "--temperature", "--top-p", "--num-beams"):
