@@ -132,9 +132,11 @@ def evaluate(cfg: EvalConfig, launch: LaunchConfig):
                lambda: preflight(cfg))
     if m is None:
         return
+    from .inference.options import decode_label
     from .metrics.scores import headline_text
 
-    typer.echo(f"{m['name']}: {headline_text(m)}  ({m['examples']} examples)")
+    decoded = f", {decode_label(m.get('decode'))} decoding" if m.get("generated", True) else ""
+    typer.echo(f"{m['name']}: {headline_text(m)}  ({m['examples']} examples{decoded})")
     entry = Path(cfg.run or cfg.out)
     typer.echo(f"wrote {suitedir.metrics_path(entry)} and {suitedir.predictions_path(entry)}")
 
@@ -210,7 +212,7 @@ def chat(cfg: ChatConfig):
     from .serve.chat import chat_loop
 
     chat_loop(load_agent(cfg.run, device=cfg.device), cfg.brand, max_new_tokens=cfg.max_new_tokens,
-              temperature=cfg.temperature)
+              decode=cfg.decode_spec())
 
 
 def _check_port_free(host: str, port: int) -> None:

