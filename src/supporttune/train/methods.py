@@ -31,6 +31,9 @@ class Method:
     mergeable: bool = True  # export --merge can fold the adapter into the base weights
     supports_fsdp: bool = True  # trains with --fsdp (weights sharded across GPUs)
     supports_checkpointing: bool = True  # trains with gradient checkpointing
+    # preference objectives (train/preference.py): TRL copies the adapter's weights into a frozen "ref" adapter
+    # and switches to it for the reference; virtual-token adapters do not switch that way
+    supports_preference: bool = True
     peft_type: str = "LORA"  # peft's name for the adapter type (how a loaded adapter is recognised)
     # the generation engine's fast path (inference/slots.py): "merged" folds the adapter into a plain
     # copy of the base, "prompt" feeds the virtual tokens as input embeddings, None = eager only
@@ -49,7 +52,8 @@ class Method:
         return self.builder(model, cfg, tokenizer_path)
 
 
-PROMPT = dict(family="prompt", uses_targets=False, mergeable=False, default_lr=PROMPT_LR, fast_path=None)
+PROMPT = dict(family="prompt", uses_targets=False, mergeable=False, default_lr=PROMPT_LR, fast_path=None,
+              supports_preference=False)
 
 
 def register(name: str, **rules) -> Callable:
