@@ -23,6 +23,7 @@ from .core.io import check_out_dir
 from .data.config import PrepareConfig
 from .evaluate.config import EvalConfig
 from .export.config import ExportConfig
+from .pairs.config import PairsConfig
 from .rate.config import RateConfig
 from .report.config import ReportConfig
 from .serve.config import ChatConfig, ServeConfig
@@ -335,6 +336,19 @@ def rate(cfg: RateConfig, force: bool = typer.Option(False, "--force", metavar="
                f"{len(session.store.votes)} earlier lines in {session.store.path}")
     typer.echo(f"rate at http://{cfg.host}:{cfg.port}/  (Ctrl-C stops; every vote is already on disk)")
     serve_rating(session, cfg.host, cfg.port, cfg.api_key)
+
+
+@app.command()
+@options(PairsConfig, required=("run", "out"))
+def preferences(cfg: PairsConfig):
+    """Automatic preference pairs: each training message's reference reply chosen over a worse sampled/baseline reply."""
+    from .pairs.auto import check, make_pairs
+
+    check(cfg)  # before the model loads: the run, the data, the out file
+    counts = make_pairs(cfg)
+    typer.echo(f"wrote {counts['pairs']} preference pairs for {counts['messages']} training messages "
+               f"({counts['candidates']} candidates; by source: "
+               f"{', '.join(f'{k} {v}' for k, v in counts['by_source'].items())}) to {cfg.out}")
 
 
 @app.command()
