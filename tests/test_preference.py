@@ -226,3 +226,40 @@ def test_suite_trains_parent_then_auto_dpo_child_and_reports_the_pair(tiny_model
     assert row["child_of"] == {"child": "dpo-a", "parent": "lora-a"}
     md, _ = render_report(out)
     assert "dpo-a (child)" in Path(md).read_text() and "lora-a (parent)" in Path(md).read_text()
+
+
+@pytest.mark.slow
+def test_dpo_ctrl_c_resume_and_nan_guard_behave_as_for_sft(parent, votes_file, tmp_path):
+    import os
+    import signal
+
+    import torch
+    from transformers import TrainerCallback
+
+    from supporttune.core.errors import RunFailed
+    from supporttune.train.config import TrainConfig
+    from supporttune.train.stage import train
+
+    class Interrupt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    class Poison(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kw):
+            if state.global_step == 2:
+                with torch.no_grad():
+                    for p in model.parameters():
+                        if p.requires_grad:
+                            p.fill_(float("nan"))
+
+    cfg = TrainConfig(objective="dpo", from_run=parent, preferences=votes_file, out=tmp_path / "dpo",
+                      **{**CHILD, "max_steps": 3})
+    with pytest.raises(RunFailed, match="--resume"):
+        train(cfg, callbacks=[Interrupt()])
+    assert [p.name for p in (tmp_path / "dpo" / rundir.CHECKPOINTS).iterdir() if p.is_dir()] == ["checkpoint-2"]
+    s = train(cfg.model_copy(update={"resume": True}))
+    assert s["resumed_from"].endswith("checkpoint-2") and s["steps"] == 3
+    poisoned = cfg.model_copy(update={"out": tmp_path / "nan", "max_steps": 4, "save_steps": 2})
+    with pytest.raises(RunFailed, match=r"loss became nan at step 3.*checkpoint-2"):
+        train(poisoned, callbacks=[Poison()])
