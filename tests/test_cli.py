@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-COMMANDS = ("prepare", "train", "evaluate", "run", "tune", "report", "rate", "chat", "serve", "export", "bench")
+COMMANDS = ("prepare", "train", "evaluate", "run", "tune", "report", "rate", "preferences", "chat", "serve", "export", "bench")
 
 
 def _one_line_error(res, needle):

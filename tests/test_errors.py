@@ -54,6 +54,30 @@ ROWS = [
     ("train", "malformed file", ["train", "--config", "bad.yaml"], "bad.yaml: not valid YAML", ""),
     ("train", "malformed file", ["train", "--config", "extra.yaml"], "invalid warp", ""),
     ("train", "malformed file", ["train", "--data", "baddata", "--out", "o"], "baddata/train.jsonl:1: not valid JSON", ""),
+    ("train", "missing path", ["train", "--objective", "dpo", "--from", "goodrun", "--preferences", "nope.jsonl"],
+     "nope.jsonl: file not found", ""),
+    ("train", "missing path", ["train", "--objective", "dpo", "--from", "nope", "--preferences", "prefs_ok.jsonl"],
+     "nope: not a training run", ""),
+    ("train", "malformed file", ["train", "--objective", "dpo", "--from", "goodrun", "--preferences", "prefs_empty.jsonl"],
+     "no preference rows", ""),
+    ("train", "malformed file", ["train", "--objective", "dpo", "--from", "goodrun", "--preferences", "prefs_half.jsonl"],
+     "needs both 'chosen' and 'rejected'", ""),
+    ("train", "malformed file", ["train", "--objective", "dpo", "--from", "goodrun", "--preferences", "prefs_alien.jsonl"],
+     "not a message of data", ""),
+    ("train", "malformed file", ["train", "--objective", "dpo", "--from", "goodrun", "--preferences", "prefs_plain.jsonl"],
+     "the prompt is text, but the run uses the chat prompt format", ""),
+    ("train", "unknown name", ["train", "--objective", "ppo"], "'ppo' is not one of", ""),
+    ("train", "bad number", ["train", "--objective", "kto", "--from", "goodrun", "--preferences", "prefs_ok.jsonl",
+                             "--batch-size", "1"], "kto needs --batch-size of at least 2", ""),
+    ("train", "missing path", ["train", "--objective", "dpo", "--preferences", "prefs_ok.jsonl"], "needs --from RUN", ""),
+    ("preferences", "missing path", ["preferences", "--run", "nope", "--out", "p.jsonl"], "nope: not a training run", ""),
+    ("preferences", "wrong kind of path", ["preferences", "--run", "afile", "--out", "p.jsonl"], "afile: not a training run", ""),
+    ("preferences", "existing file as --out", ["preferences", "--run", "goodrun", "--out", "afile"], "afile: exists (use --force", ""),
+    ("preferences", "read-only directory", ["preferences", "--run", "goodrun", "--out", "ro/p.jsonl"], "read-only file system", "ro"),
+    ("preferences", "bad number", ["preferences", "--run", "goodrun", "--out", "p.jsonl", "--margin", "200"], "invalid margin", ""),
+    ("preferences", "unknown name", ["preferences", "--run", "goodrun", "--out", "p.jsonl", "--baselines", "zero-shot"],
+     "unknown baseline(s) zero-shot", ""),
+    ("preferences", "malformed file", ["preferences", "--run", "badrun", "--out", "p.jsonl"], "not a supporttune run record", ""),
     ("evaluate", "missing path", ["evaluate", "--run", "nope", "--data", "data"], "nope: not a training run", ""),
     ("evaluate", "missing path", ["evaluate", "--baseline", "constant", "--data", "nope", "--out", "o"], "nope/test.jsonl: not found", ""),
     ("evaluate", "wrong kind of path", ["evaluate", "--run", "afile", "--data", "data"], "afile: not a training run", ""),
@@ -181,6 +205,12 @@ def workspace(tmp_path_factory) -> Path:
     (ws / "extra.yaml").write_text("warp: 9\n")
     (ws / "zero_rank.yaml").write_text("variants:\n  - {method: lora, r: 0}\n")
     _record(ws / "goodrun")
+    for name, lines in (("prefs_ok", ['{"id": "1", "chosen": "a", "rejected": "b"}']), ("prefs_empty", []),
+                        ("prefs_half", ['{"id": "1", "chosen": "a"}']),
+                        ("prefs_alien", ['{"prompt": [{"role": "user", "content": "never said"}], "chosen": "a", "rejected": "b"}']),
+                        ("prefs_plain", ['{"prompt": "Customer message: Where is my parcel?\\nAgent response:", '
+                                         '"chosen": "a", "rejected": "b"}'])):
+        (ws / f"{name}.jsonl").write_text("".join(line + "\n" for line in lines))
     (ws / "badrun").mkdir()
     (ws / "badrun" / "config.yaml").write_text("train: [unclosed\n")
     (ws / "badrun" / "adapter_config.json").write_text("{}")

@@ -23,6 +23,7 @@ from .core.io import check_out_dir
 from .data.config import PrepareConfig
 from .evaluate.config import EvalConfig
 from .export.config import ExportConfig
+from .pairs.config import PairsConfig
 from .rate.config import RateConfig
 from .report.config import ReportConfig
 from .serve.config import ChatConfig, ServeConfig
@@ -102,7 +103,8 @@ def _num(x, digits: int = 3) -> str:
 @app.command(help=f"Train one PEFT adapter ({methods.names()}) on a base model.\n\n"
                   "Ctrl-C stops after the current step and saves a checkpoint; `--resume` continues from it.")
 @options(TrainConfig, LaunchConfig, yaml=True,
-         flags={"fsdp": "--fsdp/--ddp", "gradient_checkpointing": "--gradient-checkpointing/--no-gradient-checkpointing"})
+         flags={"fsdp": "--fsdp/--ddp", "gradient_checkpointing": "--gradient-checkpointing/--no-gradient-checkpointing",
+                "from_run": "--from"})
 def train(cfg: TrainConfig, launch: LaunchConfig):
     check_out_dir(cfg.out)  # before the heavy imports: a wrong --out fails at once
     from .train.stage import preflight
@@ -116,6 +118,10 @@ def train(cfg: TrainConfig, launch: LaunchConfig):
                f"train loss {_num(summary['first_train_loss'])} -> {_num(summary['final_train_loss'])}, "
                f"val loss {_num(summary['final_val_loss'])}, {summary['tokens_per_s']} tokens/s, "
                f"trainable {summary['trainable_params']:,} ({summary['trainable_pct']}%)")
+    if summary.get("objective"):
+        splits = summary["preference_splits"]
+        typer.echo(f"{summary['objective']} on {summary['train_examples']} preference rows from {cfg.from_run}"
+                   f"{'; WARNING: ' + str(splits['test']) + ' rows are test-split messages, so test scores of this run are not held out' if splits['test'] else ''}")
     typer.echo(f"wrote adapter, {rundir.CONFIG}, {rundir.LOSS} and {rundir.SUMMARY} to {cfg.out}")
 
 
@@ -327,9 +333,10 @@ def rate(cfg: RateConfig, force: bool = typer.Option(False, "--force", metavar="
         from .rate import export_votes
 
         _check_out_file(out, force, flag="--export-preferences")
-        written, votes, prompt = export_votes(suite, out, cfg.prompt_from)
-        typer.echo(f"wrote {written} preference pairs (from {votes} decided votes; ties and both-bad are not pairs) "
-                   f"with {prompt} to {out}")
+        written, votes, prompt = export_votes(suite, out, cfg.prompt_from, cfg.export_shape)
+        what = ("preference pairs (from {} decided votes; ties and both-bad are not pairs)" if cfg.export_shape == "pairs"
+                else "KTO rows (from {} decided votes; flagged replies and losers undesirable)").format(votes)
+        typer.echo(f"wrote {written} {what} with {prompt} to {out}")
         return
     if suite.is_dir():
         check_out_dir(suite, flag="")  # votes are appended to SUITE/ratings.jsonl as they are cast
@@ -347,6 +354,19 @@ def rate(cfg: RateConfig, force: bool = typer.Option(False, "--force", metavar="
                f"{len(session.store.votes)} earlier lines in {session.store.path}")
     typer.echo(f"rate at http://{cfg.host}:{cfg.port}/  (Ctrl-C stops; every vote is already on disk)")
     serve_rating(session, cfg.host, cfg.port, cfg.api_key)
+
+
+@app.command()
+@options(PairsConfig, required=("run", "out"))
+def preferences(cfg: PairsConfig):
+    """Automatic preference pairs: each training message's reference reply chosen over a worse sampled/baseline reply."""
+    from .pairs.auto import check, make_pairs
+
+    check(cfg)  # before the model loads: the run, the data, the out file
+    counts = make_pairs(cfg)
+    typer.echo(f"wrote {counts['pairs']} preference pairs for {counts['messages']} training messages "
+               f"({counts['candidates']} candidates; by source: "
+               f"{', '.join(f'{k} {v}' for k, v in counts['by_source'].items())}) to {cfg.out}")
 
 
 @app.command()

@@ -99,7 +99,7 @@ def _parameter(name: str, info, *, argument: bool, required: bool, flags: dict) 
         decls, label = _flag_decls(name, info, flags)
         spec = typer.Option(*decls, help=_help(info, label), show_default=False, metavar="")
     else:
-        decls = [f"--{_dash(name)}", *([SHORT[name]] if name in SHORT else [])]
+        decls = [flags.get(name, f"--{_dash(name)}"), *([SHORT[name]] if name in SHORT else [])]
         spec = typer.Option(*decls, help=_help(info, label), show_default=False, envvar=ENVVARS.get(name))
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[Optional[kind], spec],
                              **({} if required else {"default": None}))
@@ -129,8 +129,8 @@ def options(*configs: type[BaseModel], arguments: tuple[str, ...] = (), required
     """Give the decorated command one option per field of ``configs`` (see the module docstring).
 
     ``arguments``: fields taken as positional arguments; ``required``: fields the command insists on
-    although the config has a default; ``exclude``: fields with no flag; ``flags``: a bool field's
-    own names (``{"fsdp": "--fsdp/--ddp"}``); ``yaml``: add ``--config FILE`` (the first config's
+    although the config has a default; ``exclude``: fields with no flag; ``flags``: a field's own
+    flag name(s) (``{"fsdp": "--fsdp/--ddp", "from_run": "--from"}``); ``yaml``: add ``--config FILE`` (the first config's
     fields as YAML; flags override it).
     """
     flags = flags or {}

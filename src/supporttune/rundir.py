@@ -7,7 +7,8 @@ helpers below::
 
     RUN/
       config.yaml          RunRecord: resolved train config, identity + hash, model, prompt spec,
-                           parallel plan, device/dtype, parameter counts, provenance
+                           parallel plan, device/dtype, parameter counts, provenance; a preference
+                           run also its objective, parent run and the preference file's sha256
       exemplars.jsonl      the exemplar index's rows (training split), when prompt.retrieve > 0
       adapter_config.json  adapter_model.safetensors   (PEFT's own files)
       loss.jsonl           train/val loss per logged step
@@ -54,6 +55,10 @@ class RunRecord(BaseModel):
     precision_note: str | None = None
     trainable_params: int = 0
     total_params: int = 0
+    objective: str = Field("sft", description="sft, or the preference objective (dpo, kto, orpo) of a child run.")
+    parent: dict | None = Field(None, description="A preference run's parent: its run directory, variant and "
+                                                  "config hash (its adapter is where the policy started).")
+    preferences: dict | None = Field(None, description="A preference run's data: path, sha256, rows, rows per split.")
 
     @property
     def spec(self) -> PromptSpec:

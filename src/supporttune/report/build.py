@@ -59,13 +59,17 @@ def _speed_flags(metrics: dict) -> list[str]:
     return flags
 
 
-def _significance(loaded: dict[str, dict], n_resamples: int = 1000) -> list[dict]:
-    out = []
+def _significance(loaded: dict[str, dict], n_resamples: int = 1000, parents: dict[str, str] | None = None) -> list[dict]:
+    """Paired tests of every two entries on the same examples; a preference child and its parent are named
+    (``child_of``: which of a/b is the parent's child), so the report can show that comparison first."""
+    out, parents = [], parents or {}
     for a, b in itertools.combinations(sorted(loaded), 2):
         pa, pb = loaded[a]["predictions"], loaded[b]["predictions"]
         if [r["id"] for r in pa] != [r["id"] for r in pb]:
             continue  # evaluated on different examples: not comparable pairwise
         row = {"a": a, "b": b}
+        if parents.get(a) == b or parents.get(b) == a:
+            row["child_of"] = {"child": a if parents.get(a) == b else b, "parent": b if parents.get(a) == b else a}
         for m in select(test=True):
             res = paired_test(m.key, [r["scores"].get(m.key) for r in pa], [r["scores"].get(m.key) for r in pb],
                               loaded[a]["corpus"], loaded[b]["corpus"], n_resamples)
@@ -98,6 +102,8 @@ def _entry(out: Path, e: dict, loaded: dict) -> dict:
             item["config"] = record.train
             item["config_hash"] = record.config_hash
             item["prompt"] = record.prompt
+            if record.parent:  # a preference child (train --objective): its parent entry and objective
+                item["parent"], item["objective"] = record.parent.get("variant"), record.objective
         loaded[e["name"]] = {"predictions": preds, "corpus": CorpusStats([r["prediction"] for r in preds],
                                                                            [r["reference"] for r in preds])}
     elif suitedir.failed(d):
@@ -122,7 +128,7 @@ def build_results(out: Path, n_resamples: int = 1000) -> dict:
         "suite_seconds": read_json(status).get("seconds") if status.is_file() else None,
         "entries": entries, "primary": PRIMARY, "alpha": ALPHA,
         "best_variant": max(variants, key=lambda e: e["metrics"][PRIMARY])["name"] if variants else None,
-        "significance": _significance(loaded, n_resamples),
+        "significance": _significance(loaded, n_resamples, {e["name"]: e["parent"] for e in entries if e.get("parent")}),
         "environment": provenance(),
         "data": read_json(out / suitedir.DATA / PREPARE_REPORT) if (out / suitedir.DATA / PREPARE_REPORT).is_file() else None,
     }

@@ -106,12 +106,15 @@ def group_tables(results: dict) -> list[Table]:
 def significance_table(results: dict) -> Table | None:
     tests = select(test=True)
     ship = ((results.get("verdict") or {}).get("ship") or {}).get("name")
-    pairs = sorted(results.get("significance", []), key=lambda r: ship not in (r["a"], r["b"]))
+    # a preference child against its parent first (the question it was trained to answer), then the shipped entry's
+    pairs = sorted(results.get("significance", []), key=lambda r: ("child_of" not in r, ship not in (r["a"], r["b"])))
     if not pairs:
         return None
     rows = []
     for r in pairs:
         cells = [r["a"], r["b"]]
+        if "child_of" in r:
+            cells = [f"{x} ({'child' if x == r['child_of']['child'] else 'parent'})" for x in cells]
         for m in tests:
             x = r.get(m.key)
             sign = "+" if x and x["diff"] >= 0 else ""
