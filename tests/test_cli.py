@@ -383,3 +383,25 @@ def test_version_prints_and_exits_zero():
 
     res = CliRunner().invoke(app, ["--version"])
     assert res.exit_code == 0 and res.output.strip() == __version__
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_at_80_columns_shows_every_flag_name_whole(command):
+    """Issue 24: rich's table cut names (`--pad-to-max-le…`, `SUPPORTTUNE_API_KE…`) on an 80-column terminal."""
+    from typer.testing import CliRunner
+
+    from supporttune.cli import app
+
+    res = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "80"}, prog_name="supporttune")
+    assert res.exit_code == 0, res.output
+    assert "…" not in res.output
+    assert all(len(line) <= 80 for line in res.output.splitlines()), max(res.output.splitlines(), key=len)
+    command_obj, configs = _commands()[command]
+    names = {o for p in command_obj.params for o in [*p.opts, *getattr(p, "secondary_opts", [])]}
+    fields = {f"--{f.replace('_', '-')}" for c in configs for f in c.model_fields}
+    words = set(re.findall(r"--[\w-]+|-\w\b|[A-Z_]{6,}", res.output))
+    missing = sorted(n for n in names if n.startswith("-") and n not in words)
+    assert not missing, missing
+    assert fields & names <= words
+    if command == "serve":
+        assert "SUPPORTTUNE_API_KEY" in words

@@ -27,6 +27,7 @@ from .rate.config import RateConfig
 from .report.config import ReportConfig
 from .serve.config import ChatConfig, ServeConfig
 from .suite.config import RunConfig
+from .suite.exitcodes import EXIT_CODES
 from .train import methods
 from .train.config import TrainConfig
 from .tune.config import TuneRunConfig
@@ -139,10 +140,10 @@ def evaluate(cfg: EvalConfig, launch: LaunchConfig):
     typer.echo(f"wrote {suitedir.metrics_path(entry)} and {suitedir.predictions_path(entry)}")
 
 
-@app.command("run")
+@app.command("run", help="The main job: prepare -> train every variant -> evaluate -> baselines -> compare -> report."
+                         "\n\nEvery variant is validated before any trains. " + EXIT_CODES)
 @options(RunConfig, LaunchConfig)
 def run_cmd(cfg: RunConfig, launch: LaunchConfig):
-    """The main job: prepare -> train every variant -> evaluate -> baselines -> compare -> report."""
     out = cfg.out
     check_out_dir(out)
     from .core import distributed
@@ -161,12 +162,17 @@ def run_cmd(cfg: RunConfig, launch: LaunchConfig):
         return
     from .core.errors import RunFailed
     from .report.verdict import summary_lines
+    from .suite.exitcodes import EntriesFailed
 
     for line in summary_lines(results["verdict"]):
         typer.echo(line)
     typer.echo(f"report: {out / suitedir.REPORT_HTML} and {out / suitedir.REPORT_MD}")
     if results["verdict"]["status"] != "ok":
-        raise RunFailed(f"every entry of the suite failed (errors in {out / 'report.md'})")
+        raise RunFailed(f"every entry of the suite failed (errors in {out / suitedir.REPORT_MD})")
+    failed = results["verdict"].get("failed") or []
+    if failed:  # the report is written; the exit status still says the suite is incomplete (also on --resume)
+        raise EntriesFailed(f"{len(failed)} of {len(results['entries'])} entries failed: {', '.join(failed)} "
+                            f"(errors in {out / suitedir.REPORT_MD}; fix and rerun with --resume)")
 
 
 @app.command()

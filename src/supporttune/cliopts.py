@@ -174,7 +174,19 @@ def options(*configs: type[BaseModel], arguments: tuple[str, ...] = (), required
 
 
 class Command(TyperCommand):
-    """A command whose usage line names its arguments as typed (``chat RUN``) and whose --help has no type."""
+    """A command whose usage line names its arguments as typed (``chat RUN``) and whose --help has no type.
+
+    Its --help is rich's boxed table where the terminal is wide enough to show every flag name whole;
+    on a narrower one (80 columns) it is click's plain layout, which wraps the help text and never cuts
+    a flag name (rich shrinks every column of its table, so ``--pad-to-max-length`` became ``--pad-to-max-le…``).
+    """
+
+    def format_help(self, ctx, formatter) -> None:
+        from .helpfmt import fits_rich_table, plain_help
+
+        if fits_rich_table(self, ctx):
+            return super().format_help(ctx, formatter)
+        return plain_help(self, ctx, formatter)
 
     def collect_usage_pieces(self, ctx) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []
