@@ -96,6 +96,13 @@ def staged(stage, result: Path, nproc: int, device: str, preflight, launch_one: 
     return read_json(result)
 
 
+def _this_command() -> str:
+    """The command line as typed, to show as the one that resumes."""
+    import shlex
+
+    return "supporttune " + shlex.join(sys.argv[1:])
+
+
 def _num(x, digits: int = 3) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
@@ -129,8 +136,13 @@ def evaluate(cfg: EvalConfig, launch: LaunchConfig):
     from .evaluate.stage import evaluate as run_eval
     from .evaluate.stage import preflight
 
-    m = staged(lambda: run_eval(cfg), suitedir.metrics_path(Path(cfg.run or cfg.out)), launch.nproc, cfg.device,
-               lambda: preflight(cfg))
+    from .core.errors import Interrupted
+
+    try:
+        m = staged(lambda: run_eval(cfg), suitedir.metrics_path(Path(cfg.run or cfg.out)), launch.nproc, cfg.device,
+                   lambda: preflight(cfg))
+    except Interrupted as e:  # name the command that resumes (the replies so far are on disk)
+        raise Interrupted(f"{e}: {_this_command()}") from None
     if m is None:
         return
     from .metrics.scores import headline_text
