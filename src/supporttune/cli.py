@@ -53,7 +53,10 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", metavar="", is_eager=True, callback=_version,
                                        help="Print the version and exit.")) -> None:
-    """Runs before every command (nothing to do: --version is handled as it is parsed)."""
+    """Runs before every command (--version is handled as it is parsed): quiet libraries when progress is off."""
+    from .core.progress import silence_libraries
+
+    silence_libraries()
 
 
 @app.command()

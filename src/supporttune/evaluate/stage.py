@@ -279,6 +279,10 @@ def evaluate(cfg: EvalConfig) -> dict:
     _write(out_dir, rows, metrics)
     if log is not None:
         log.remove()
+    if cfg.run:  # the run's card shows its scores
+        from ..train.publish import write_card
+
+        write_card(Path(cfg.run))
     distributed.barrier()
     return metrics
 

@@ -31,6 +31,7 @@ from ..rundir import CHECKPOINTS, RunRecord
 from . import methods
 from .collate import EncodedDataset, PadCollator, split_global_batch
 from .config import TrainConfig
+from .publish import publish
 from .trainer import (
     NonFiniteLoss,
     install_signal_handlers,
@@ -263,6 +264,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> dict:
         }
         write_json(out / rundir.SUMMARY, summary)
         shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+        publish(out)  # a real README card and weight files others can read
     summary = distributed.broadcast(summary)  # and the other ranks wait until the run directory is final
     del trainer, model
     free_memory()
