@@ -429,7 +429,7 @@ def test_ctrl_c_during_evaluate_says_what_is_saved_and_how_to_resume(tiny_model_
     assert isinstance(res.exception, Interrupted) and res.exception.exit_code == 130
     message = str(res.exception)
     assert "2 of 5 replies saved in" in message and "predictions.partial.jsonl" in message
-    assert message.endswith(f"the same command resumes from them: supporttune {' '.join(args)}")
+    assert message.endswith(f"; resume with: supporttune {' '.join(args)}")
 
 
 def test_evaluate_without_semantic_prints_a_dash(builtin_data, tmp_path):

@@ -296,11 +296,11 @@ def test_every_command_and_class_is_covered():
 @pytest.mark.parametrize("encoding,sep", [("utf-16", ";"), ("utf-16-le", ","), ("utf-8-sig", "\t"), ("utf-8", "|")])
 def test_utf16_and_semicolon_csvs_are_read(tmp_path, encoding, sep):
     """Issue 24: a UTF-16 CSV was called binary and a ';' CSV had '1 column'; both are what Excel saves."""
-    from supporttune.data.prepare import detect_format
-    from supporttune.data.tabular import read_tabular
-
     import csv
     import io
+
+    from supporttune.data.prepare import detect_format
+    from supporttune.data.tabular import read_tabular
 
     buf = io.StringIO()
     csv.writer(buf, delimiter=sep).writerows([["input", "output", "brand"], ["Where is my parcel, please?", "Sorry, DM us", "X"]])

@@ -18,7 +18,7 @@ from . import rundir, suitedir
 from .bench.config import BenchConfig
 from .cliopts import App, build, options
 from .config import LaunchConfig
-from .core.errors import UserError
+from .core.errors import Interrupted, UserError
 from .core.io import check_out_dir
 from .data.config import PrepareConfig
 from .evaluate.config import EvalConfig
@@ -139,13 +139,11 @@ def evaluate(cfg: EvalConfig, launch: LaunchConfig):
     from .evaluate.stage import evaluate as run_eval
     from .evaluate.stage import preflight
 
-    from .core.errors import Interrupted
-
     try:
         m = staged(lambda: run_eval(cfg), suitedir.metrics_path(Path(cfg.run or cfg.out)), launch.nproc, cfg.device,
                    lambda: preflight(cfg))
     except Interrupted as e:  # name the command that resumes (the replies so far are on disk)
-        raise Interrupted(f"{e}: {_this_command()}") from None
+        raise Interrupted(f"{e}; resume with: {_this_command()}") from None
     if m is None:
         return
     from .metrics.scores import headline_text
@@ -170,9 +168,13 @@ def run_cmd(cfg: RunConfig, launch: LaunchConfig):
     if out.exists() and any(out.iterdir()) and not (cfg.resume or cfg.force or distributed.launched()):
         raise UserError(f"{out}: suite directory exists (use --resume to continue it or --force to start over)")
     fsdp = any(TrainConfig(**{**suite.defaults, **v}).fsdp for v in suite.expanded())
-    results = staged(lambda: run_suite(suite, out, force=cfg.force, log=lambda m: typer.echo(m, err=True)),
-                     out / suitedir.RESULTS, launch.nproc, suite.defaults.get("device", "auto"),
-                     lambda: preflight(suite, launch.nproc), launch_one=fsdp)
+    try:
+        results = staged(lambda: run_suite(suite, out, force=cfg.force, log=lambda m: typer.echo(m, err=True)),
+                         out / suitedir.RESULTS, launch.nproc, suite.defaults.get("device", "auto"),
+                         lambda: preflight(suite, launch.nproc), launch_one=fsdp)
+    except Interrupted as e:  # the suite resumes with --resume, whatever stage was stopped
+        command = _this_command() + ("" if cfg.resume or "--resume" in sys.argv else " --resume")
+        raise Interrupted(f"{e} (the suite: {command} continues it)") from None
     if results is None:
         return
     from .core.errors import RunFailed

@@ -11,7 +11,6 @@ import pandas as pd
 
 from ..core.errors import UserError
 
-
 # UTF-32 first: its little-endian mark begins with UTF-16's.
 BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
         (codecs.BOM_UTF16_BE, "utf-16"))

@@ -212,8 +212,7 @@ def _interrupted(out_dir: Path, total: int) -> Interrupted:
     """What a Ctrl-C during generation leaves: how many replies the partial file holds (a rerun resumes from it)."""
     path = out_dir / suitedir.PARTIAL
     saved = len(read_partial(out_dir)) if path.is_file() else 0
-    return Interrupted(f"interrupted: {saved} of {total} replies saved in {path}; "
-                       "the same command resumes from them")
+    return Interrupted(f"interrupted: {saved} of {total} replies saved in {path}")
 
 
 def evaluate(cfg: EvalConfig) -> dict:
