@@ -18,7 +18,7 @@ from . import rundir, suitedir
 from .bench.config import BenchConfig
 from .cliopts import App, build, options
 from .config import LaunchConfig
-from .core.errors import UserError
+from .core.errors import Interrupted, UserError
 from .core.io import check_out_dir
 from .data.config import PrepareConfig
 from .evaluate.config import EvalConfig
@@ -28,6 +28,7 @@ from .rate.config import RateConfig
 from .report.config import ReportConfig
 from .serve.config import ChatConfig, ServeConfig
 from .suite.config import RunConfig
+from .suite.exitcodes import EXIT_CODES
 from .train import methods
 from .train.config import TrainConfig
 from .tune.config import TuneRunConfig
@@ -53,7 +54,10 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", metavar="", is_eager=True, callback=_version,
                                        help="Print the version and exit.")) -> None:
-    """Runs before every command (nothing to do: --version is handled as it is parsed)."""
+    """Runs before every command (--version is handled as it is parsed): quiet libraries when progress is off."""
+    from .core.progress import silence_libraries
+
+    silence_libraries()
 
 
 @app.command()
@@ -96,6 +100,13 @@ def staged(stage, result: Path, nproc: int, device: str, preflight, launch_one: 
     return read_json(result)
 
 
+def _this_command() -> str:
+    """The command line as typed, to show as the one that resumes."""
+    import shlex
+
+    return "supporttune " + shlex.join(sys.argv[1:])
+
+
 def _num(x, digits: int = 3) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
@@ -134,8 +145,11 @@ def evaluate(cfg: EvalConfig, launch: LaunchConfig):
     from .evaluate.stage import evaluate as run_eval
     from .evaluate.stage import preflight
 
-    m = staged(lambda: run_eval(cfg), suitedir.metrics_path(Path(cfg.run or cfg.out)), launch.nproc, cfg.device,
-               lambda: preflight(cfg))
+    try:
+        m = staged(lambda: run_eval(cfg), suitedir.metrics_path(Path(cfg.run or cfg.out)), launch.nproc, cfg.device,
+                   lambda: preflight(cfg))
+    except Interrupted as e:  # name the command that resumes (the replies so far are on disk)
+        raise Interrupted(f"{e}; resume with: {_this_command()}") from None
     if m is None:
         return
     from .inference.options import decode_label
@@ -147,10 +161,10 @@ def evaluate(cfg: EvalConfig, launch: LaunchConfig):
     typer.echo(f"wrote {suitedir.metrics_path(entry)} and {suitedir.predictions_path(entry)}")
 
 
-@app.command("run")
+@app.command("run", help="The main job: prepare -> train every variant -> evaluate -> baselines -> compare -> report."
+                         "\n\nEvery variant is validated before any trains. " + EXIT_CODES)
 @options(RunConfig, LaunchConfig)
 def run_cmd(cfg: RunConfig, launch: LaunchConfig):
-    """The main job: prepare -> train every variant -> evaluate -> baselines -> compare -> report."""
     out = cfg.out
     check_out_dir(out)
     from .core import distributed
@@ -162,19 +176,28 @@ def run_cmd(cfg: RunConfig, launch: LaunchConfig):
     if out.exists() and any(out.iterdir()) and not (cfg.resume or cfg.force or distributed.launched()):
         raise UserError(f"{out}: suite directory exists (use --resume to continue it or --force to start over)")
     fsdp = any(TrainConfig(**{**suite.defaults, **v}).fsdp for v in suite.expanded())
-    results = staged(lambda: run_suite(suite, out, force=cfg.force, log=lambda m: typer.echo(m, err=True)),
-                     out / suitedir.RESULTS, launch.nproc, suite.defaults.get("device", "auto"),
-                     lambda: preflight(suite, launch.nproc), launch_one=fsdp)
+    try:
+        results = staged(lambda: run_suite(suite, out, force=cfg.force, log=lambda m: typer.echo(m, err=True)),
+                         out / suitedir.RESULTS, launch.nproc, suite.defaults.get("device", "auto"),
+                         lambda: preflight(suite, launch.nproc), launch_one=fsdp)
+    except Interrupted as e:  # the suite resumes with --resume, whatever stage was stopped
+        command = _this_command() + ("" if cfg.resume or "--resume" in sys.argv else " --resume")
+        raise Interrupted(f"{e} (the suite: {command} continues it)") from None
     if results is None:
         return
     from .core.errors import RunFailed
     from .report.verdict import summary_lines
+    from .suite.exitcodes import EntriesFailed
 
     for line in summary_lines(results["verdict"]):
         typer.echo(line)
     typer.echo(f"report: {out / suitedir.REPORT_HTML} and {out / suitedir.REPORT_MD}")
     if results["verdict"]["status"] != "ok":
-        raise RunFailed(f"every entry of the suite failed (errors in {out / 'report.md'})")
+        raise RunFailed(f"every entry of the suite failed (errors in {out / suitedir.REPORT_MD})")
+    failed = results["verdict"].get("failed") or []
+    if failed:  # the report is written; the exit status still says the suite is incomplete (also on --resume)
+        raise EntriesFailed(f"{len(failed)} of {len(results['entries'])} entries failed: {', '.join(failed)} "
+                            f"(errors in {out / suitedir.REPORT_MD}; fix and rerun with --resume)")
 
 
 @app.command()

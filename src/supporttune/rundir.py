@@ -11,6 +11,7 @@ helpers below::
                            run also its objective, parent run and the preference file's sha256
       exemplars.jsonl      the exemplar index's rows (training split), when prompt.retrieve > 0
       adapter_config.json  adapter_model.safetensors   (PEFT's own files)
+      README.md            the run's card: method, base, data digest, prompt, scores, how to load it
       loss.jsonl           train/val loss per logged step
       train_summary.json   figures of the finished run
       checkpoints/         only while training (removed at the end)
@@ -34,6 +35,7 @@ SUMMARY = "train_summary.json"
 LOSS = "loss.jsonl"
 EXEMPLARS = "exemplars.jsonl"
 ADAPTER = "adapter_config.json"
+CARD = "README.md"  # the run's model card (train/publish.py writes it; PEFT's template is replaced)
 CHECKPOINTS = "checkpoints"
 TENSORBOARD = "tensorboard"
 FEEDBACK = "feedback.jsonl"  # `serve`'s POST /v1/feedback records (serve/feedback.py documents the format)

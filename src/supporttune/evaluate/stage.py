@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import suitedir
 from ..core import distributed
-from ..core.errors import UserError
+from ..core.errors import Interrupted, UserError
 from ..core.io import check_out_dir, read_json, read_jsonl, write_json, write_jsonl
 from ..core.memory import PeakTracker, free_memory
 from ..data.split import load_split
@@ -211,6 +211,13 @@ def _generate_logged(agent, cfg: EvalConfig, examples: list[dict], settings: Dec
                                                     "log": log, "new_tokens": sum(g.new_tokens for g in part)}
 
 
+def _interrupted(out_dir: Path, total: int) -> Interrupted:
+    """What a Ctrl-C during generation leaves: how many replies the partial file holds (a rerun resumes from it)."""
+    path = out_dir / suitedir.PARTIAL
+    saved = len(read_partial(out_dir)) if path.is_file() else 0
+    return Interrupted(f"interrupted: {saved} of {total} replies saved in {path}")
+
+
 def evaluate(cfg: EvalConfig) -> dict:
     """Evaluate one trained run (``cfg.run``) or one baseline (``cfg.baseline``); returns its metrics (rank 0)."""
     examples, out_dir = preflight(cfg)
@@ -243,7 +250,10 @@ def evaluate(cfg: EvalConfig) -> dict:
         prompted = baseline.run(inputs) if baseline else examples  # few-shot: its shots attached
         engine = engine_for(agent)
         t0 = time.perf_counter()
-        gens, progress = _generate_logged(agent, cfg, prompted, settings, out_dir, stats)
+        try:
+            gens, progress = _generate_logged(agent, cfg, prompted, settings, out_dir, stats)
+        except KeyboardInterrupt:  # Ctrl-C: the replies made so far are on disk; say so instead of exiting silently
+            raise _interrupted(out_dir, len(examples)) from None
         elapsed = time.perf_counter() - t0
         log, generated = progress.pop("log", None), progress.get("generated_replies", len(examples))
         new_tokens = progress.pop("new_tokens", None)
@@ -274,6 +284,10 @@ def evaluate(cfg: EvalConfig) -> dict:
     _write(out_dir, rows, metrics)
     if log is not None:
         log.remove()
+    if cfg.run:  # the run's card shows its scores
+        from ..train.publish import write_card
+
+        write_card(Path(cfg.run))
     distributed.barrier()
     return metrics
 

@@ -24,6 +24,7 @@ from .verdict import decide
 
 ALPHA = 0.05
 MIN_LATENCY_SAMPLES = 10  # fewer timed replies than this: the p50/p95 figures are flagged
+RUNAWAY_MAJORITY = 0.5  # replies cut at the token limit on more than this share: the entry's scores are flagged
 
 
 def _generated(metrics: dict) -> bool:
@@ -59,6 +60,24 @@ def _speed_flags(metrics: dict) -> list[str]:
     return flags
 
 
+def _split_size(out: Path, metrics: dict) -> int | None:
+    """How many messages the evaluated split holds (the sample is smaller when `limit` was used)."""
+    from ..data.split import split_path
+
+    split = metrics.get("split", "test")
+    for data in (metrics.get("data"), out / suitedir.DATA):  # the path evaluate read, else the suite's own copy
+        if data and split_path(Path(data), split).is_file():
+            with split_path(Path(data), split).open(encoding="utf-8") as f:
+                return sum(1 for line in f if line.strip())
+    return None
+
+
+def _runaway(metrics: dict) -> float | None:
+    """The share of replies cut at the token limit, when most were (their scores measure cut-off text)."""
+    share = metrics.get("runaway_share")
+    return share if metrics.get("generated", True) and share is not None and share > RUNAWAY_MAJORITY else None
+
+
 def _significance(loaded: dict[str, dict], n_resamples: int = 1000, parents: dict[str, str] | None = None) -> list[dict]:
     """Paired tests of every two entries on the same examples; a preference child and its parent are named
     (``child_of``: which of a/b is the parent's child), so the report can show that comparison first."""
@@ -90,6 +109,9 @@ def _entry(out: Path, e: dict, loaded: dict) -> dict:
         item["generated"] = _generated(metrics)
         item["speed_flags"] = _speed_flags(metrics) if item["generated"] else []
         item["examples"] = len(preds)
+        item["split"] = metrics.get("split", "test")
+        item["split_examples"] = _split_size(out, metrics)
+        item["runaway"] = _runaway(metrics)
         item["breakdown"] = {k[3:]: v for k, v in metrics.items() if k.startswith("by_")}
         item["worst"] = metrics.get("worst")
         item["decoding"] = metrics.get("decoding")

@@ -49,13 +49,43 @@ def load_suite(path: Path, overrides: dict | None = None) -> SuiteConfig:
 
 
 def check_inputs(cfg: SuiteConfig) -> None:
-    """Before the suite directory is touched: the data exists and every variant's base model resolves."""
+    """Before the suite directory is touched: the data exists, and every variant's base model resolves and
+    has the variant's target modules (a bad variant in any position fails now, naming it, not after others trained)."""
     from ..models.loading import resolve
+    from ..train import methods
+    from ..train.stage import check_targets
 
     if cfg.data != "builtin" and not Path(cfg.data).exists():
         raise UserError(f"{cfg.data}: data not found (give a raw data file, 'builtin' or a prepared directory)")
-    for model in {TrainConfig(**{**cfg.defaults, **v}).model for v in cfg.expanded()}:
-        resolve(model)
+    checked: dict[tuple, str] = {}
+    for v in cfg.expanded():
+        t = TrainConfig(**{**cfg.defaults, **v})
+        key = (t.model, t.method, tuple(t.targets))  # one meta model per distinct check, not per variant
+        if key in checked:
+            continue
+        try:
+            check_targets(t, methods.get(t.method), resolve(t.model))
+        except UserError as e:
+            raise UserError(f"variant {v['name']}: {e}") from None
+        checked[key] = v["name"]
+
+
+def validate_variants(cfg: SuiteConfig, data: Path) -> None:
+    """Every variant as `train` validates it (method, base model, target modules, its data splits, report
+    targets), once the data is prepared and before anything trains."""
+    from ..train.stage import validate
+
+    seen = set()
+    for v in cfg.expanded():
+        t = TrainConfig(**{**cfg.defaults, **v, "data": data})
+        key = (t.model, t.method, tuple(t.targets), tuple(t.report_to))
+        if key in seen:
+            continue
+        try:
+            validate(t)
+        except UserError as e:
+            raise UserError(f"variant {v['name']}: {e}") from None
+        seen.add(key)
 
 
 def preflight(cfg: SuiteConfig, nproc: int) -> None:
@@ -182,7 +212,9 @@ def start_suite(cfg: SuiteConfig, out: Path, force: bool = False) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     (out / suitedir.SUITE_YAML).write_text(yaml.safe_dump(cfg.resolved(), sort_keys=False))
     try:
-        return prepare_data(cfg, out)
+        data = prepare_data(cfg, out)
+        validate_variants(cfg, data)
+        return data
     except UserError:  # unreadable data: leave no half-made suite that a rerun would refuse
         if fresh:
             shutil.rmtree(out, ignore_errors=True)

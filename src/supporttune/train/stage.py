@@ -32,6 +32,7 @@ from . import methods
 from .collate import EncodedDataset, PadCollator, split_global_batch
 from .config import TrainConfig
 from .packing import PackCollator, packing_problem
+from .publish import publish
 from .trainer import (
     NonFiniteLoss,
     install_signal_handlers,
@@ -72,13 +73,18 @@ def validate(cfg: TrainConfig):
     _check_report_to(cfg.report_to)
     train_rows = load_split(cfg.data, "train")
     val_rows = load_split(cfg.data, "val", required=False)
+    check_targets(cfg, method, ref)
+    return method, ref, train_rows, val_rows
+
+
+def check_targets(cfg: TrainConfig, method, ref) -> None:
+    """The method's target modules exist in the base model (from a weightless instance; `run` checks every variant)."""
     if method.uses_targets:
         names = module_names(ref)
         missing = [t for t in cfg.targets if t not in names]
         if missing:
             linear = sorted(n for n in names if n.endswith("proj"))
             raise UserError(f"target module(s) {', '.join(missing)} not in {cfg.model} (it has: {', '.join(linear)})")
-    return method, ref, train_rows, val_rows
 
 
 def _check_report_to(targets: list[str]) -> None:
@@ -270,6 +276,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> dict:
         }
         write_json(out / rundir.SUMMARY, summary)
         shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+        publish(out)  # a real README card and weight files others can read
     summary = distributed.broadcast(summary)  # and the other ranks wait until the run directory is final
     del trainer, model
     free_memory()
