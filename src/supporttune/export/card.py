@@ -43,16 +43,19 @@ def _load_section(base: dict, report: dict, folder: str) -> list[str]:
                   f"vLLM / TGI: `vllm serve {folder}` (chat requests may pass `chat_template_kwargs`: brand, priority, "
                   f"sentiment, category) or `text-generation-launcher --model-id {folder}`.", ""]
     else:
-        base_hint = ("the embedded preset: materialized by `supporttune` under $SUPPORTTUNE_HOME/models"
-                     if base["kind"] == "embedded" else base["location"])
-        lines += [f"transformers + PEFT (base: {base_hint}):", "", "```python",
+        embedded = base["kind"] == "embedded"
+        where = f"~/.cache/supporttune/models/{base['location']}" if embedded else base["location"]
+        lines += ["transformers + PEFT" + (" (the base is supporttune's embedded preset: any supporttune command on it "
+                                           "materializes it under $SUPPORTTUNE_HOME/models)" if embedded else "") + ":",
+                  "", "```python",
+                  "import os",
                   "from peft import PeftModel",
                   "from transformers import AutoModelForCausalLM, AutoTokenizer",
-                  f"base = AutoModelForCausalLM.from_pretrained('{base['location']}')  # the recorded base",
+                  f"base = AutoModelForCausalLM.from_pretrained(os.path.expanduser('{where}'))  # the recorded base",
                   f"model = PeftModel.from_pretrained(base, '{folder}')",
                   f"tok = AutoTokenizer.from_pretrained('{folder}')  # carries the agent's chat template",
                   "```", "",
-                  f"vLLM with LoRA: `vllm serve {base['location']} --enable-lora --lora-modules agent={folder}`.", ""]
+                  f"vLLM with LoRA: `vllm serve {where} --enable-lora --lora-modules agent={folder}`.", ""]
     if gguf:
         lines += [f"llama.cpp: `llama-server -m {folder}/{Path(gguf['file']).name} --jinja` (the GGUF carries the "
                   f"agent's chat template). Ollama: `cd {folder} && ollama create agent -f Modelfile && ollama run agent`.",
