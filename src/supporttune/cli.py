@@ -288,16 +288,27 @@ def serve(cfg: ServeConfig):
 @app.command("export")
 @options(ExportConfig, arguments=("run",))
 def export_cmd(cfg: ExportConfig):
-    """Export the adapter (+ base reference), or a merged standard HF checkpoint."""
+    """Export the agent to a folder that stands alone: the adapter (+ base by name), a merged checkpoint, or GGUF.
+
+    Written beside --out and renamed when complete. The folder holds the prompt spec, the exemplar index, a chat
+    template that renders the agent's system turn, and a README model card; `serve` and `chat` accept it.
+    """
     check_out_dir(cfg.out)
     from .export.checkpoint import export as run_export
 
-    report = run_export(cfg.run, cfg.out, merge=cfg.merge, force=cfg.force, data=cfg.data)
+    report = run_export(cfg)
     if "qlora_drift" in report:
         d = report["qlora_drift"]
         typer.echo(f"QLoRA merged into a dequantized base: {d['identical_replies']}/{d['examples']} greedy replies "
                    f"identical to the 4-bit adapter's (word agreement {d['word_agreement']:.2%})")
-    typer.echo(f"wrote {'merged model' if cfg.merge else 'adapter'} to {cfg.out}")
+    if "gguf" in report:
+        g = report["gguf"]
+        c = g["logits_check"]
+        typer.echo(f"GGUF {g['file']} ({g['dtype']}, {g['bytes'] / 2**20:.1f} MiB): logits vs the merged checkpoint on "
+                   f"{c['prompts']} test prompts max |diff| {c['max_abs_diff']:.4g}, mean {c['mean_abs_diff']:.4g}"
+                   + ("; Ollama Modelfile written" if g.get("modelfile") else ""))
+    what = "GGUF + merged model" if cfg.format == "gguf" else "merged model" if cfg.merge else "adapter"
+    typer.echo(f"wrote {what} to {cfg.out} (README.md: how to run it)")
 
 
 def _check_out_file(out: Path | None, force: bool, flag: str = "--out") -> None:

@@ -17,6 +17,10 @@ helpers below::
       checkpoints/         only while training (removed at the end)
       tensorboard/         event files, with --report-to tensorboard
       eval/                metrics.json, predictions.jsonl
+
+An export (`supporttune export`) is a run directory too: the same ``config.yaml`` (its base named by preset,
+hub id or absolute path plus digest, and an ``export`` block) and ``exemplars.jsonl``, with either the
+adapter files or, when merged, a standard checkpoint (``read_record`` then points the model at the folder).
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ ADAPTER = "adapter_config.json"
 CARD = "README.md"  # the run's model card (train/publish.py writes it; PEFT's template is replaced)
 CHECKPOINTS = "checkpoints"
 TENSORBOARD = "tensorboard"
+EXPORT_REPORT = "export_report.json"  # what export wrote and measured (drift, GGUF logits)
+MODEL_CARD = "README.md"  # an export's model card
 FEEDBACK = "feedback.jsonl"  # `serve`'s POST /v1/feedback records (serve/feedback.py documents the format)
 
 
@@ -68,9 +74,14 @@ class RunRecord(BaseModel):
 
     @property
     def model_ref(self):
-        from .models.loading import ModelRef
+        from .models.loading import ref_from_record
 
-        return ModelRef(**self.model)
+        return ref_from_record(self.model)
+
+    @property
+    def merged(self) -> bool:
+        """An export whose adapter was merged: the folder is the model."""
+        return bool((getattr(self, "export", None) or {}).get("merged"))
 
     @property
     def method(self) -> str:
@@ -88,13 +99,34 @@ def read_record(run_dir: Path, finished: bool = True) -> RunRecord:
     """The run's record; with ``finished``, also insist that training saved the adapter."""
     path = Path(run_dir) / CONFIG
     if not path.is_file():
-        raise UserError(f"{run_dir}: not a training run (no {CONFIG})")
-    if finished and not (Path(run_dir) / ADAPTER).is_file():
-        raise UserError(f"{run_dir}: training did not finish (no adapter); rerun train with --resume")
+        raise UserError(f"{run_dir}: not a training run or export (no {CONFIG})")
     try:
-        return RunRecord(**yaml.safe_load(path.read_text()))
+        record = RunRecord(**yaml.safe_load(path.read_text()))
     except (yaml.YAMLError, TypeError, ValueError) as e:
         raise UserError(f"{path}: not a supporttune run record ({str(e).splitlines()[0]})") from None
+    if record.merged:  # the merged checkpoint is the model; its base stays recorded in record.export
+        record.model = {"name": record.model.get("name", ""), "kind": "local", "location": str(Path(run_dir).resolve())}
+    elif finished and not (Path(run_dir) / ADAPTER).is_file():
+        raise UserError(f"{run_dir}: training did not finish (no adapter); rerun train with --resume")
+    return record
+
+
+def recorded_path(run_dir: Path, value: str | Path, what: str, flag: str) -> Path:
+    """A path a run recorded (possibly relative to wherever train ran), found from here.
+
+    Tried in order: as recorded (absolute, or relative to the current directory), then relative to the run
+    directory and each folder above it (a suite's runs sit two levels below its data).
+    """
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        candidates = [path]
+    else:
+        run = Path(run_dir).resolve()
+        candidates = [Path.cwd() / path, *(base / path for base in (run, *run.parents))]
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate.resolve()
+    raise UserError(f"{run_dir}: the {what} it recorded ({value}) is not found from here; give its path with {flag}")
 
 
 def saved_identity(run_dir: Path) -> dict | None:
@@ -135,3 +167,14 @@ def exemplar_index(run_dir: Path, spec: PromptSpec):
 
 def feedback_path(run_dir: Path) -> Path:
     return Path(run_dir) / FEEDBACK
+
+
+def copy_exemplars(run_dir: Path, dest: Path, spec: PromptSpec) -> bool:
+    """Give ``dest`` (an export) the run's exemplar rows when its prompt retrieves; whether it did."""
+    if spec.retrieve <= 0:
+        return False
+    path = Path(run_dir) / EXEMPLARS
+    if not path.is_file():
+        raise UserError(f"{run_dir}: the prompt retrieves examples but {EXEMPLARS} is missing")
+    save_exemplars(dest, read_jsonl(path))
+    return True

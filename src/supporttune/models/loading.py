@@ -11,6 +11,7 @@ that package's sha256, and cached as a checkpoint under ``$SUPPORTTUNE_HOME/mode
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -47,11 +48,71 @@ def home() -> Path:
     return Path(os.environ.get("SUPPORTTUNE_HOME", Path.home() / ".cache" / "supporttune"))
 
 
+# A checkpoint whose tokenizer carries an export's chat template keeps the template the agent was trained
+# with here; load_tokenizer puts it back, so the prompt builder renders exactly the training prompt.
+TRAINING_TEMPLATE = "training_chat_template.jinja"
+
+
 @dataclass(frozen=True)
 class ModelRef:
     name: str  # what the user asked for
     kind: str  # embedded | local | hub
     location: str  # path or hub id
+
+
+def ref_from_record(model: dict) -> ModelRef:
+    """The base a run or an export recorded, found on this machine.
+
+    Embedded presets are re-resolved (their cache lives under this machine's $SUPPORTTUNE_HOME); hub ids are
+    hub ids; a local path must exist here (exports record it absolute, with the weights' digest).
+    """
+    kind, name, location = model.get("kind"), model.get("name", ""), model.get("location", "")
+    if kind == "embedded":
+        return resolve(name if name in PRESETS else EMBEDDED)
+    if kind == "local" and not Path(location).is_dir():
+        digest = model.get("digest")
+        raise UserError(f"base model {location} not found on this machine"
+                        + (f" (weights sha256 {digest[:16]}...)" if digest else "")
+                        + "; copy that model there, or export from a run on a preset or hub model")
+    return ModelRef(name, kind, location)
+
+
+def weights_digest(model_dir: Path) -> str | None:
+    """sha256 over a checkpoint's weight files (each file's name and sha256): what 'the same base' means."""
+    from ..core.io import sha256_file
+
+    files = sorted(Path(model_dir).glob("*.safetensors")) or sorted(Path(model_dir).glob("*.bin"))
+    if not files:
+        return None
+    joined = "".join(f"{f.name}:{sha256_file(f)}\n" for f in files)
+    return hashlib.sha256(joined.encode()).hexdigest()
+
+
+def _hub_snapshot(hub_id: str) -> Path | None:
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(hub_id, local_files_only=True))
+    except Exception:  # not cached here (or no hub library): the digest is then unknown
+        return None
+
+
+def portable_ref(ref: ModelRef) -> dict:
+    """How an export names its base: preset name or hub id (a local base: its absolute path), plus a digest.
+
+    ``location`` is what ``from_pretrained`` or PEFT's ``base_model_name_or_path`` should name: the hub id,
+    the absolute path, or, for the embedded model, its preset name (no machine path).
+    """
+    if ref.kind == "embedded":
+        return {"name": ref.name if ref.name in PRESETS else EMBEDDED, "kind": "embedded",
+                "location": ref.name if ref.name in PRESETS else EMBEDDED,
+                "digest": weights_digest(ensure_embedded_cached())}
+    if ref.kind == "hub":
+        snap = _hub_snapshot(ref.location)
+        return {"name": ref.name, "kind": "hub", "location": ref.location,
+                "digest": weights_digest(snap) if snap else None}
+    path = str(Path(ref.location).resolve())
+    return {"name": path, "kind": "local", "location": path, "digest": weights_digest(Path(path))}
 
 
 def resolve(name: str) -> ModelRef:
@@ -239,6 +300,9 @@ def load_tokenizer(ref: ModelRef):
         raise
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
+    training = Path(local_dir(ref)) / TRAINING_TEMPLATE
+    if training.is_file():  # an export: its own template is for other engines, ours renders the training prompt
+        tok.chat_template = training.read_text(encoding="utf-8")
     return tok
 
 
