@@ -8,9 +8,9 @@ import dataclasses
 import pytest
 import torch
 
+from supporttune.core.errors import UserError
 from supporttune.train import methods
 from supporttune.train.config import TrainConfig
-from supporttune.core.errors import UserError
 
 EXTRA = {"ia3": {"targets": ["k_proj", "v_proj", "down_proj"]}, "prompt-tuning": {"virtual_tokens": 4},
          "prefix-tuning": {"virtual_tokens": 4}}
@@ -66,8 +66,9 @@ def test_config_asks_the_registry_about_fsdp(monkeypatch):
 
 def test_export_asks_the_registry_whether_a_method_merges(tiny_run, tmp_path, monkeypatch):
     from supporttune.export.checkpoint import export
+    from supporttune.export.config import ExportConfig
 
     monkeypatch.setitem(methods.REGISTRY, "lora", dataclasses.replace(methods.get("lora"), mergeable=False))
     with pytest.raises(UserError, match="lora learns .*nothing to merge"):
-        export(tiny_run, tmp_path / "m", merge=True)
+        export(ExportConfig(run=tiny_run, out=tmp_path / "m", merge=True))
     assert not (tmp_path / "m").exists()

@@ -1,5 +1,7 @@
 """rundir.py: the run directory's typed record and helpers, by hand and as train writes them."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -9,8 +11,9 @@ from supporttune.core.io import write_json, write_jsonl
 from supporttune.prompting.spec import PromptSpec
 from supporttune.rundir import RunRecord, read_record
 
+TINY_BASE = str(Path(__file__).resolve().parent)  # any directory that exists on this machine
 RECORD = dict(train={"method": "prompt-tuning", "name": "pt10", "virtual_tokens": 10}, identity={"method": "prompt-tuning"},
-              config_hash="0123456789ab", model={"name": "tiny", "kind": "local", "location": "/models/tiny"},
+              config_hash="0123456789ab", model={"name": "tiny", "kind": "local", "location": TINY_BASE},
               prompt={"format": "plain", "tags": False, "sentiment": "textblob", "retrieve": 2, "history": 1,
                       "from_a_later_version": True})
 
@@ -22,13 +25,13 @@ def test_record_round_trip_and_what_it_answers(tmp_path):
     assert rec.train == RECORD["train"] and rec.config_hash == "0123456789ab" and rec.trainable_params == 5760
     assert (rec.method, rec.variant) == ("prompt-tuning", "pt10")
     assert rec.spec == PromptSpec(prompt_format="plain", tags=False, sentiment="textblob", retrieve=2, history=1)  # unknown keys dropped
-    assert (rec.model_ref.kind, rec.model_ref.location) == ("local", "/models/tiny")
+    assert (rec.model_ref.kind, rec.model_ref.location) == ("local", TINY_BASE)  # a local base must exist here
     assert RunRecord(**{**RECORD, "train": {"method": "lora"}}).variant == "lora"  # no name: the method
     assert rundir.saved_identity(tmp_path) == {"method": "prompt-tuning"}
 
 
 def test_unfinished_missing_and_foreign_directories_are_one_line_errors(tmp_path):
-    with pytest.raises(UserError, match=r"not a training run \(no config.yaml\)"):
+    with pytest.raises(UserError, match=r"not a training run( or export)? \(no config.yaml\)"):
         read_record(tmp_path)
     assert rundir.saved_identity(tmp_path) is None
     RunRecord(**RECORD).write(tmp_path)
