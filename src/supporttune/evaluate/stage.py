@@ -39,6 +39,7 @@ from .config import EvalConfig, ScoringOptions
 from .replylog import ReplyLog, read_partial, replies_key
 
 GROUPS = ("category", "priority", "sentiment")
+TIMING = ("load_s", "compile_s", "generation_s", "perplexity_s", "scoring_s", "latency_s", "total_s")
 
 
 def _breakdown(rows: list[dict], preds: list[str], refs: list[str], key: str) -> dict:
@@ -210,6 +211,8 @@ def _generate_logged(agent, cfg: EvalConfig, examples: list[dict], settings: Dec
 
 def evaluate(cfg: EvalConfig) -> dict:
     """Evaluate one trained run (``cfg.run``) or one baseline (``cfg.baseline``); returns its metrics (rank 0)."""
+    started = time.perf_counter()
+    timing = dict.fromkeys(TIMING, 0.0)  # where the wall time went, stage by stage (metrics.json "timing")
     examples, out_dir = preflight(cfg)
     cfg, unavailable = _semantic_check(cfg)
     from ..models.loading import pick_device
@@ -226,15 +229,17 @@ def evaluate(cfg: EvalConfig) -> dict:
     if baseline is not None and not baseline.generates:
         t0 = time.perf_counter()
         gens = [Generated(reply, len(reply.split()), False, seconds) for reply, seconds in baseline.run(inputs)]
-        elapsed = time.perf_counter() - t0
+        elapsed = timing["generation_s"] = time.perf_counter() - t0
         latencies = [g.latency_s for g in gens]
         meta.update(trainable_params=0, trainable_pct=0.0, name=cfg.baseline)
     else:
         from ..inference.engine import engine_for
 
         distributed.setup(device)
+        t = time.perf_counter()
         with distributed.main_first():  # rank 0 fills the model cache if needed
             agent = load_agent(cfg.run, model=cfg.model, device=cfg.device, spec=cfg.prompt_spec())
+        timing["load_s"] = time.perf_counter() - t
         prompted = baseline.run(inputs) if baseline else examples  # few-shot: its shots attached
         engine = engine_for(agent)
         t0 = time.perf_counter()
@@ -246,9 +251,16 @@ def evaluate(cfg: EvalConfig) -> dict:
         warm = engine.stats["compile_s"] + engine.stats["load_s"]  # paid once per process, reported apart
         meta.update(generation_wall_s=round(elapsed, 3), warmup_s=round(warm, 3))
         elapsed = max(elapsed - warm, 1e-9) if generated else 0.0
+        t = time.perf_counter()
         if (baseline is None or baseline.timed) and distributed.is_main():
             latencies = batch1_latencies(agent, examples, settings, cfg.latency_samples)
+        # the batch-1 shape may load or compile too: counted under load/compile, not latency
+        timing["latency_s"] = time.perf_counter() - t - (engine.stats["compile_s"] + engine.stats["load_s"] - warm)
+        t = time.perf_counter()
         meta["perplexity"] = _perplexity_sharded(agent, prompted) if cfg.perplexity else None
+        timing["perplexity_s"] = time.perf_counter() - t
+        timing.update(load_s=timing["load_s"] + engine.stats["load_s"], compile_s=engine.stats["compile_s"],
+                      generation_s=elapsed)
         meta["name"] = cfg.baseline or agent.name
         meta["prompt"] = agent.spec.as_dict()
         meta["engine"] = engine.report()
@@ -259,12 +271,16 @@ def evaluate(cfg: EvalConfig) -> dict:
     if not distributed.is_main():
         distributed.barrier()  # wait until rank 0 has written the results
         return {}
+    t = time.perf_counter()
     rows, metrics = score(examples, gens, latencies, cfg, baseline is None or baseline.generates)
+    timing["scoring_s"] = time.perf_counter() - t
     new_tokens = sum(g.new_tokens for g in gens) if new_tokens is None else new_tokens
     # steady generation: the replies generated in this process over their time, warm-up/compile excluded
     metrics.update(throughput_samples_per_s=generated / elapsed if elapsed and generated else None,
                    throughput_tokens_per_s=new_tokens / elapsed if elapsed and generated else None,
                    generation_s=round(elapsed, 3), eval_memory=peak.result(), **meta)
+    timing["total_s"] = time.perf_counter() - started  # up to writing the files
+    metrics["timing"] = {k: round(max(v, 0.0), 3) for k, v in timing.items()}
     _write(out_dir, rows, metrics)
     if log is not None:
         log.remove()
