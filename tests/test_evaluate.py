@@ -127,3 +127,16 @@ def test_every_stage_of_an_evaluation_is_timed(tiny_model_dir, builtin_data, tmp
     const = evaluate(EvalConfig(baseline="constant", data=builtin_data, out=tmp_path / "c", limit=4, semantic=False,
                                 bootstrap=100))
     assert const["timing"]["load_s"] == 0 and const["timing"]["total_s"] > 0
+
+
+@pytest.mark.parametrize("name", ["lora", "prompt-tuning"])
+def test_reply_only_perplexity_is_the_full_forwards(tiny_runs, builtin_data, name):
+    """Left padding + logits of the reply positions only: the same summed NLL over the same tokens."""
+    from supporttune.evaluate.perplexity import reply_nll
+    from supporttune.inference.agent import load_agent
+    from supporttune.inference.generate import reference_nll
+
+    agent = load_agent(tiny_runs(name)[0].out, device="cpu")
+    examples = read_jsonl(builtin_data / "test.jsonl")[:7]
+    fast, full = reply_nll(agent, examples, batch_size=3), reference_nll(agent, examples, batch_size=3)
+    assert fast[1] == full[1] > 0 and fast[0] == pytest.approx(full[0], rel=1e-4)

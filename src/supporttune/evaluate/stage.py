@@ -24,7 +24,7 @@ from ..core.memory import PeakTracker, free_memory
 from ..data.split import load_split
 from ..inference.agent import load_agent
 from ..inference.decode import DecodeSettings, Generated
-from ..inference.generate import batch1_latencies, generate_replies, reference_nll
+from ..inference.generate import batch1_latencies, generate_replies
 from ..metrics.scores import (
     CorpusStats,
     corpus_scores,
@@ -36,6 +36,7 @@ from ..metrics.stats import bootstrap_ci
 from . import baselines
 from .baselines import BaselineInputs
 from .config import EvalConfig, ScoringOptions
+from .perplexity import reply_nll
 from .replylog import ReplyLog, read_partial, replies_key
 
 GROUPS = ("category", "priority", "sentiment")
@@ -144,7 +145,7 @@ def _perplexity_sharded(agent, examples: list[dict], batch_size: int = 16) -> fl
     """Each rank scores every N-th batch of 16 references, so each batch's sum is the one-process one."""
     chunks = [list(range(i, min(i + batch_size, len(examples)))) for i in range(0, len(examples), batch_size)]
     mine = [i for chunk in distributed.shard(chunks) for i in chunk]
-    sums = distributed.all_gather(reference_nll(agent, [examples[i] for i in mine], batch_size))  # agent adds exemplars
+    sums = distributed.all_gather(reply_nll(agent, [examples[i] for i in mine], batch_size))  # agent adds exemplars
     nll, tokens = sum(s[0] for s in sums), sum(s[1] for s in sums)
     return float(np.exp(nll / tokens)) if tokens else None
 
