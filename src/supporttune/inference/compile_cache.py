@@ -80,9 +80,10 @@ def key_for(model, rows: int, length: int, device: str, mode: str = "") -> str:
 
 
 def root() -> Path:
+    """``$SUPPORTTUNE_HOME/compile``, or ``$SUPPORTTUNE_COMPILE_CACHE`` (the bench's cold start: an empty one)."""
     from ..models.loading import home
 
-    return home() / FOLDER
+    return Path(os.environ.get("SUPPORTTUNE_COMPILE_CACHE") or home() / FOLDER)
 
 
 def inductor_dir() -> Path:
