@@ -113,6 +113,8 @@ def run_speed(cfg: SpeedConfig, log=print) -> dict:
               else platform.processor() or platform.machine(), "config": cfg.resolved(), **provenance()}
     if cfg.generation:
         result["evaluate"] = cold_warm_evaluate(cfg, device, data, log)
+        if cfg.out:
+            write_json(Path(cfg.out), result)  # kept if the training part runs out of time
     if cfg.training:
         result["training"] = padded_vs_packed(cfg, device, data, log)
         ok = {(r["method"], r["path"]): r for r in result["training"] if "error" not in r}
