@@ -134,3 +134,34 @@ def test_a_suites_later_variant_reuses_the_slot(tiny_runs, builtin_data):
         reports.append(engine_for(agent).report())
     assert [r["slot_reused"] for r in reports] == [False, True]
     slots.drop_slots()
+
+
+def test_the_engine_saves_a_cold_compile_and_hot_loads_it_in_the_next_process(tiny_runs, fake_torch_cache, tmp_path,
+                                                                             monkeypatch):
+    """The warm-up path as on a GPU (compiling and syncing stubbed): miss + save, then a hit in a 'new process'."""
+    import torch
+
+    from supporttune.inference import engine as eng
+    from supporttune.inference import slots
+    from supporttune.inference.agent import load_agent
+
+    monkeypatch.setenv("SUPPORTTUNE_COMPILE_CACHE", str(tmp_path / "cc"))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    monkeypatch.setattr(eng, "sync", lambda device: None)
+    monkeypatch.setattr(eng.Engine, "_run", lambda self, *a, **k: torch.zeros((1, 1), dtype=torch.long))
+    reports = []
+    for _ in range(2):  # two processes: fresh slots and nothing hot-loaded yet
+        slots.drop_slots()
+        monkeypatch.setattr(cc, "_LOADED", set())
+        agent = load_agent(tiny_runs("lora")[0].out, device="cpu")
+        engine = eng.engine_for(agent)
+        agent.device = "cuda"
+        engine._warm(engine._slot(), 8, 256, [1, 2, 3])
+        engine._warm(engine._slot(), 8, 256, [1, 2, 3])  # same shape again: reused in-process, not recompiled
+        reports.append(engine.report())
+    cold, warm = reports
+    assert [c["artifact"] for c in cold["compile_cache"]] == ["miss"] and cold["compile_cache"][0]["saved"]
+    assert [c["artifact"] for c in warm["compile_cache"]] == ["hit"] and not warm["compile_cache"][0]["saved"]
+    assert (cold["from_cache"], warm["from_cache"]) == (False, True) and warm["compiled_shapes"] == [[8, 256]]
+    assert fake_torch_cache == [b"compiled-graphs"] and len(list((tmp_path / "cc").glob("*.bin"))) == 1
+    slots.drop_slots()
