@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from .. import rundir
+from .. import suitedir
 from ..core.io import read_json, write_json
 from ..core.memory import free_memory
 from ..core.provenance import provenance
@@ -41,7 +43,7 @@ def _target(cfg: SpeedConfig, work: Path, device: str, data: Path) -> list[str]:
     """The evaluate command's target: a copy of the trained run, or the zero-shot baseline on random weights."""
     if cfg.run != "base":
         copy = work / "run"
-        shutil.copytree(cfg.run, copy, ignore=shutil.ignore_patterns("checkpoints", "eval"))
+        shutil.copytree(cfg.run, copy, ignore=shutil.ignore_patterns(rundir.CHECKPOINTS, suitedir.EVAL))
         return ["--run", str(copy)]
     checkpoint = random_checkpoint(arch_of(cfg.model), device=device, seed=cfg.seed, tokenizer=bench_tokenizer(cfg.tokenizer),
                                    out=work / "model")
@@ -57,7 +59,7 @@ def cold_warm_evaluate(cfg: SpeedConfig, device: str, data: Path, log=print) -> 
     env = {**os.environ, "SUPPORTTUNE_COMPILE_CACHE": str(work / "cache" / "compile"),
            "TORCHINDUCTOR_CACHE_DIR": str(work / "cache" / "inductor"), "SUPPORTTUNE_ENGINE": cfg.engine,
            "SUPPORTTUNE_PROGRESS": "0"}
-    metrics_path = (work / "run" if cfg.run != "base" else work / "base") / "eval" / "metrics.json"
+    metrics_path = suitedir.metrics_path(work / "run" if cfg.run != "base" else work / "base")
     out = {"engine": cfg.engine, "target": cfg.run, "command": " ".join(args[1:])}
     for which in ("cold", "warm"):
         log(f"  evaluate ({which} compile cache) ...")
