@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-COMMANDS = ("prepare", "train", "evaluate", "run", "tune", "report", "rate", "chat", "serve", "export", "bench")
+COMMANDS = ("prepare", "train", "evaluate", "run", "tune", "report", "rate", "preferences", "chat", "serve", "export", "bench")
 
 
 def _one_line_error(res, needle):
@@ -383,3 +383,62 @@ def test_version_prints_and_exits_zero():
 
     res = CliRunner().invoke(app, ["--version"])
     assert res.exit_code == 0 and res.output.strip() == __version__
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_at_80_columns_shows_every_flag_name_whole(command):
+    """Issue 24: rich's table cut names (`--pad-to-max-le…`, `SUPPORTTUNE_API_KE…`) on an 80-column terminal."""
+    from typer.testing import CliRunner
+
+    from supporttune.cli import app
+
+    res = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "80"}, prog_name="supporttune")
+    assert res.exit_code == 0, res.output
+    assert "…" not in res.output
+    assert all(len(line) <= 80 for line in res.output.splitlines()), max(res.output.splitlines(), key=len)
+    command_obj, configs = _commands()[command]
+    names = {o for p in command_obj.params for o in [*p.opts, *getattr(p, "secondary_opts", [])]}
+    fields = {f"--{f.replace('_', '-')}" for c in configs for f in c.model_fields}
+    words = set(re.findall(r"--[\w-]+|-\w\b|[A-Z_]{6,}", res.output))
+    missing = sorted(n for n in names if n.startswith("-") and n not in words)
+    assert not missing, missing
+    assert fields & names <= words
+    if command == "serve":
+        assert "SUPPORTTUNE_API_KEY" in words
+
+
+def test_ctrl_c_during_evaluate_says_what_is_saved_and_how_to_resume(tiny_model_dir, builtin_data, tmp_path, monkeypatch):
+    """Issue 24: Ctrl-C exited 130 silently; now one line with the replies on disk and the command that resumes."""
+    from typer.testing import CliRunner
+
+    import supporttune.evaluate.stage as stage
+    from supporttune.cli import app
+    from supporttune.core.errors import Interrupted
+    from supporttune.inference.decode import Generated
+
+    def one_batch_then_ctrl_c(agent, examples, settings, progress=None, on_batch=None, **kw):
+        on_batch([0, 1], [Generated("hello there", 2, False, 0.01), Generated("hi", 1, False, 0.01)])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stage, "generate_replies", one_batch_then_ctrl_c)
+    out = tmp_path / "zs"
+    args = ["evaluate", "--baseline", "zero-shot", "--model", str(tiny_model_dir), "--data", str(builtin_data),
+            "--out", str(out), "--limit", "5", "--no-semantic", "--device", "cpu"]
+    monkeypatch.setattr(sys, "argv", ["supporttune", *args])
+    res = CliRunner().invoke(app, args)
+    assert isinstance(res.exception, Interrupted) and res.exception.exit_code == 130
+    message = str(res.exception)
+    assert "2 of 5 replies saved in" in message and "predictions.partial.jsonl" in message
+    assert message.endswith(f"; resume with: supporttune {' '.join(args)}")
+
+
+def test_evaluate_without_semantic_prints_a_dash(builtin_data, tmp_path):
+    """Issue 24: `evaluate --no-semantic` printed 'SemSim None'."""
+    from typer.testing import CliRunner
+
+    from supporttune.cli import app
+
+    res = CliRunner().invoke(app, ["evaluate", "--baseline", "constant", "--data", str(builtin_data),
+                                   "--out", str(tmp_path / "c"), "--no-semantic", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert "SemSim -" in res.output and "None" not in res.output

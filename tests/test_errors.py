@@ -35,6 +35,18 @@ ROWS = [
     ("prepare", "unknown name", ["prepare", "--out", "o", "--sentiment", "nope"], "'nope' is not one of", ""),
     ("prepare", "malformed file", ["prepare", "--input", "bad.jsonl", "--out", "o"], "bad.jsonl:1: not valid JSON", ""),
     ("prepare", "malformed file", ["prepare", "--input", "bad.json", "--out", "o"], "bad.json: not valid JSON", ""),
+    # issue 24: wrong column names name the flags; a ';' or UTF-16 CSV is read (its columns listed right); 1 column
+    ("prepare", "malformed file", ["prepare", "--input", "cols.csv", "--out", "o"],
+     "cols.csv: missing column(s) input, output (found: question, answer); name yours with --input-col and --output-col", ""),
+    ("prepare", "malformed file", ["prepare", "--input", "cols_semicolon.csv", "--out", "o"],
+     "missing column(s) input, output (found: question, answer); name yours with --input-col", ""),
+    ("prepare", "malformed file", ["prepare", "--input", "cols_utf16.csv", "--out", "o"],
+     "missing column(s) input, output (found: question, answer); name yours with --input-col", ""),
+    ("prepare", "malformed file", ["prepare", "--input", "one_column.csv", "--out", "o", "--output-col", "a"],
+     "found 1 column; need at least 2, separated by commas, semicolons, tabs, pipes", ""),
+    ("prepare", "malformed file", ["prepare", "--input", "answers.jsonl", "--out", "o"],
+     "missing column(s) output (found: input, reply); name yours with --output-col", ""),
+    ("prepare", "malformed file", ["prepare", "--input", "binary.csv", "--out", "o"], "looks like a binary file", ""),
     ("train", "missing path", ["train", "--data", "nope", "--out", "o"], "nope/train.jsonl: not found", ""),
     ("train", "missing path", ["train", "--config", "nope.yaml"], "nope.yaml: config file not found", ""),
     ("train", "wrong kind of path", ["train", "--data", "afile", "--out", "o"], "afile/train.jsonl: not found", ""),
@@ -54,6 +66,30 @@ ROWS = [
     ("train", "malformed file", ["train", "--config", "bad.yaml"], "bad.yaml: not valid YAML", ""),
     ("train", "malformed file", ["train", "--config", "extra.yaml"], "invalid warp", ""),
     ("train", "malformed file", ["train", "--data", "baddata", "--out", "o"], "baddata/train.jsonl:1: not valid JSON", ""),
+    ("train", "missing path", ["train", "--objective", "dpo", "--from", "goodrun", "--preferences", "nope.jsonl"],
+     "nope.jsonl: file not found", ""),
+    ("train", "missing path", ["train", "--objective", "dpo", "--from", "nope", "--preferences", "prefs_ok.jsonl"],
+     "nope: not a training run", ""),
+    ("train", "malformed file", ["train", "--objective", "dpo", "--from", "goodrun", "--preferences", "prefs_empty.jsonl"],
+     "no preference rows", ""),
+    ("train", "malformed file", ["train", "--objective", "dpo", "--from", "goodrun", "--preferences", "prefs_half.jsonl"],
+     "needs both 'chosen' and 'rejected'", ""),
+    ("train", "malformed file", ["train", "--objective", "dpo", "--from", "goodrun", "--preferences", "prefs_alien.jsonl"],
+     "not a message of data", ""),
+    ("train", "malformed file", ["train", "--objective", "dpo", "--from", "goodrun", "--preferences", "prefs_plain.jsonl"],
+     "the prompt is text, but the run uses the chat prompt format", ""),
+    ("train", "unknown name", ["train", "--objective", "ppo"], "'ppo' is not one of", ""),
+    ("train", "bad number", ["train", "--objective", "kto", "--from", "goodrun", "--preferences", "prefs_ok.jsonl",
+                             "--batch-size", "1"], "kto needs --batch-size of at least 2", ""),
+    ("train", "missing path", ["train", "--objective", "dpo", "--preferences", "prefs_ok.jsonl"], "needs --from RUN", ""),
+    ("preferences", "missing path", ["preferences", "--run", "nope", "--out", "p.jsonl"], "nope: not a training run", ""),
+    ("preferences", "wrong kind of path", ["preferences", "--run", "afile", "--out", "p.jsonl"], "afile: not a training run", ""),
+    ("preferences", "existing file as --out", ["preferences", "--run", "goodrun", "--out", "afile"], "afile: exists (use --force", ""),
+    ("preferences", "read-only directory", ["preferences", "--run", "goodrun", "--out", "ro/p.jsonl"], "read-only file system", "ro"),
+    ("preferences", "bad number", ["preferences", "--run", "goodrun", "--out", "p.jsonl", "--margin", "200"], "invalid margin", ""),
+    ("preferences", "unknown name", ["preferences", "--run", "goodrun", "--out", "p.jsonl", "--baselines", "zero-shot"],
+     "unknown baseline(s) zero-shot", ""),
+    ("preferences", "malformed file", ["preferences", "--run", "badrun", "--out", "p.jsonl"], "not a supporttune run record", ""),
     ("evaluate", "missing path", ["evaluate", "--run", "nope", "--data", "data"], "nope: not a training run", ""),
     ("evaluate", "missing path", ["evaluate", "--baseline", "constant", "--data", "nope", "--out", "o"], "nope/test.jsonl: not found", ""),
     ("evaluate", "wrong kind of path", ["evaluate", "--run", "afile", "--data", "data"], "afile: not a training run", ""),
@@ -178,9 +214,21 @@ def workspace(tmp_path_factory) -> Path:
     (ws / "bad.jsonl").write_text("{oops\n")
     (ws / "bad.json").write_text("[{oops}]\n")
     (ws / "bad.yaml").write_text("method: [lora\n")
+    (ws / "cols.csv").write_text("question,answer\nWhere is my parcel?,Sorry! Order number?\n")
+    (ws / "cols_semicolon.csv").write_text("question;answer\nWhere is my parcel, please?;Sorry! Order number?\n")
+    (ws / "cols_utf16.csv").write_bytes("question,answer\nWhere is my parcel?,Sorry!\n".encode("utf-16"))
+    (ws / "one_column.csv").write_text("question\nWhere is my parcel?\n")
+    (ws / "answers.jsonl").write_text('{"input": "Where is my parcel?", "reply": "Sorry!"}\n')
+    (ws / "binary.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00")
     (ws / "extra.yaml").write_text("warp: 9\n")
     (ws / "zero_rank.yaml").write_text("variants:\n  - {method: lora, r: 0}\n")
     _record(ws / "goodrun")
+    for name, lines in (("prefs_ok", ['{"id": "1", "chosen": "a", "rejected": "b"}']), ("prefs_empty", []),
+                        ("prefs_half", ['{"id": "1", "chosen": "a"}']),
+                        ("prefs_alien", ['{"prompt": [{"role": "user", "content": "never said"}], "chosen": "a", "rejected": "b"}']),
+                        ("prefs_plain", ['{"prompt": "Customer message: Where is my parcel?\\nAgent response:", '
+                                         '"chosen": "a", "rejected": "b"}'])):
+        (ws / f"{name}.jsonl").write_text("".join(line + "\n" for line in lines))
     (ws / "badrun").mkdir()
     (ws / "badrun" / "config.yaml").write_text("train: [unclosed\n")
     (ws / "badrun" / "adapter_config.json").write_text("{}")
@@ -273,3 +321,25 @@ def test_every_command_and_class_is_covered():
     covered = {(r[0], r[1]) for r in ROWS}
     missing = [(c, k) for c in sorted(commands) for k in CLASSES if (c, k) not in covered and (c, k) not in NOT_APPLICABLE]
     assert not missing, f"add a row (or a reason in NOT_APPLICABLE) for: {missing}"
+
+
+@pytest.mark.parametrize("encoding,sep", [("utf-16", ";"), ("utf-16-le", ","), ("utf-8-sig", "\t"), ("utf-8", "|")])
+def test_utf16_and_semicolon_csvs_are_read(tmp_path, encoding, sep):
+    """Issue 24: a UTF-16 CSV was called binary and a ';' CSV had '1 column'; both are what Excel saves."""
+    import csv
+    import io
+
+    from supporttune.data.prepare import detect_format
+    from supporttune.data.tabular import read_tabular
+
+    buf = io.StringIO()
+    csv.writer(buf, delimiter=sep).writerows([["input", "output", "brand"], ["Where is my parcel, please?", "Sorry, DM us", "X"]])
+    text = buf.getvalue()
+    path = tmp_path / "pairs.csv"
+    path.write_bytes(text.encode(encoding))
+    assert detect_format(path) == "csv"
+    pairs = read_tabular(path, "csv").pairs
+    assert [(p.input, p.output, p.brand) for p in pairs] == [("Where is my parcel, please?", "Sorry, DM us", "X")]
+    twcs = tmp_path / "twcs.csv"
+    twcs.write_bytes(sep.join(["tweet_id", "author_id", "inbound", "text", "in_response_to_tweet_id"]).encode(encoding))
+    assert detect_format(twcs) == "twcs"

@@ -14,7 +14,7 @@ LAYERS = [
     {"data", "rundir", "cliopts"},
     {"train", "rate"},
     {"inference", "report"},
-    {"evaluate", "serve", "export", "bench"},
+    {"evaluate", "serve", "export", "bench", "pairs"},
     {"suite"},
     {"tune"},
     {"cli", "entry", "__main__", "__init__"},

@@ -131,7 +131,6 @@ def test_unknown_utility_is_one_line():
     (dict(strategy="beam", num_beams=1), "num_beams >= 2"),
     (dict(strategy="mbr", candidates=0), "candidates"),
     (dict(strategy="mbr", candidates=65), "candidates"),
-    (dict(strategy="mbr", candidates=1, include_greedy=False), "at least 2 replies"),
     (dict(strategy="nucleus"), "strategy"),
     (dict(strategy="mbr", utility="meteor"), "utility"),
     (dict(strategy="sample", temperature=0), "temperature"),
@@ -156,4 +155,5 @@ def test_record_keeps_only_what_the_strategy_uses():
     assert spec.generate_kwargs() == {"do_sample": True, "temperature": 0.8, "top_p": 0.95, "top_k": 0,
                                       "num_return_sequences": 16}
     assert decode_spec(strategy="sample").generate_kwargs()["num_return_sequences"] == 1
-    assert decode_spec(strategy="mbr", candidates=1).pool_size == 2  # greedy + one sample is the smallest pool
+    assert decode_spec(strategy="mbr", candidates=1).pool_size == 2  # greedy + one sample
+    assert decode_spec(strategy="mbr", candidates=1, include_greedy=False).pool_size == 1  # = sampling

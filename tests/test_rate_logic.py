@@ -230,7 +230,7 @@ def test_export_writes_trl_preference_pairs_from_our_prompt_builder(suite, tmp_p
     out = tmp_path / "prefs.jsonl"
     assert export_votes(suite, out)[:2] == (2, 4)
     rows = [json.loads(x) for x in out.read_text().splitlines()]
-    assert all(set(r) == {"prompt", "chosen", "rejected"} for r in rows)
+    assert all(set(r) == {"id", "prompt", "chosen", "rejected"} for r in rows)
     first = rows[0]
     msg = messages()[0]
     assert [m["role"] for m in first["prompt"]] == ["system", "user"] and first["prompt"][1]["content"] == msg["input"]
@@ -238,6 +238,27 @@ def test_export_writes_trl_preference_pairs_from_our_prompt_builder(suite, tmp_p
     assert first["chosen"] == [{"role": "assistant", "content": ENTRIES["qlora-r8"][2](0, msg)}]
     assert first["rejected"] == [{"role": "assistant", "content": ""}]  # pt-10's empty reply for message 0
     assert rows[1]["chosen"][0]["content"].startswith("Sorry about order 1")
+
+
+def test_export_kto_rows_take_flags_as_undesirable(suite, tmp_path):
+    from supporttune.rate import export_votes
+    from supporttune.rate.store import FILENAME, Store
+
+    store = Store(suite / FILENAME)
+    for k, (choice, left, right, flags) in enumerate([
+            ("left", "qlora-r8", "pt-10", {}),  # winner good, loser bad
+            ("right", "constant-dm", "qlora-r8", {"right": ["wrong_info"]}),  # a flagged winner is still bad
+            ("tie", "qlora-r8", "retrieval-tfidf", {"left": ["rude"]}),  # tie: only the flagged reply counts
+            ("both_bad", "pt-10", "constant-dm", {})]):  # both undesirable
+        store.append({"rater": "ann", "message_id": f"m0{k}", "left": left, "right": right, "choice": choice,
+                      "flags": flags})
+    out = tmp_path / "kto.jsonl"
+    export_votes(suite, out, shape="kto")
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert all(set(r) == {"id", "prompt", "completion", "label"} for r in rows)
+    assert [(r["id"], r["label"]) for r in rows] == [("m00", True), ("m00", False), ("m01", False), ("m01", False),
+                                                     ("m02", False), ("m03", False), ("m03", False)]
+    assert rows[0]["completion"] == [{"role": "assistant", "content": ENTRIES["qlora-r8"][2](0, messages()[0])}]
 
 
 def _tiny_run(root: Path, prompt: dict) -> Path:

@@ -169,24 +169,35 @@ def test_every_entry_failed(tmp_path):
     assert "No entry finished" in md.read_text() and "Failed entries" in md.read_text()
 
 
-@pytest.mark.parametrize("failing", [False, True])
-def test_run_prints_the_verdict_and_fails_when_every_entry_failed(tmp_path, monkeypatch, failing, issue_suite):
+@pytest.mark.parametrize("outcome", ["ok", "some_failed", "all_failed"])
+def test_run_prints_the_verdict_and_fails_when_any_entry_failed(tmp_path, monkeypatch, outcome, issue_suite):
+    """Issue 24: a suite with a failed entry exits non-zero (3), with the report written; all failed: 1."""
     from typer.testing import CliRunner
 
-    from supporttune.suite import run as suite
     from supporttune.cli import app
+    from supporttune.core.errors import RunFailed
+    from supporttune.suite import run as suite
+    from supporttune.suite.exitcodes import EntriesFailed
 
-    if failing:
-        done = make_suite(tmp_path / "failed", [("a", "failed", None, 0, None)])
-        results = build_results(done)
+    if outcome == "all_failed":
+        results = build_results(make_suite(tmp_path / "failed", [("a", "failed", None, 0, None)]))
+    elif outcome == "ok":
+        results = build_results(make_suite(tmp_path / "ok", [("v", "variant", 0.5, 10, 0.5),
+                                                             ("constant", "baseline", None, 10, 0.5)]), n_resamples=100)
     else:
-        results = issue_suite[1]
+        results = issue_suite[1]  # "broken" failed
     monkeypatch.setattr(suite, "run_suite", lambda *a, **k: results)
     res = CliRunner().invoke(app, ["run", "--out", str(tmp_path / "new")])
     lines = res.stdout.splitlines()
     assert lines[0] == results["verdict"]["headline"]
     assert lines[1:1 + len(results["verdict"]["lines"])] == [f"  - {x}" for x in results["verdict"]["lines"]]
-    assert (res.exit_code != 0) == failing, res.output
+    if outcome == "ok":
+        assert res.exit_code == 0 and res.exception is None, res.output
+    elif outcome == "some_failed":
+        assert isinstance(res.exception, EntriesFailed) and res.exception.exit_code == 3
+        assert "1 of 6 entries failed: broken" in str(res.exception)
+    else:
+        assert type(res.exception) is RunFailed and res.exception.exit_code == 1
 
 
 def test_a_metric_added_to_the_table_reaches_every_consumer(tmp_path, monkeypatch):
@@ -251,6 +262,33 @@ def test_first_screen_shows_the_verdict(issue_suite, tmp_path, width):
 def test_headline_text_for_the_cli():
     doc = {"rougeL": 12.47, "bleu": 0.8, "chrf": 14.71, "semantic_sim": None}
     assert registry.headline_text(doc) == "ROUGE-L 12.5  BLEU 0.8  chrF 14.7  SemSim -"
+
+
+def test_headline_states_the_sample_and_runaway_replies_are_flagged(tmp_path):
+    """Issue 24: `limit` shows as 'N of M test messages'; an entry cut at the token limit on most replies is flagged."""
+    import json as _json
+
+    from supporttune.report.tables import RUNAWAY_FLAG, main_table
+
+    out = make_suite(tmp_path / "s", [("lora", "variant", 0.5, 10, 0.5), ("constant", "baseline", None, 10, 0.5)])
+    (out / "data").mkdir()
+    write_jsonl(out / "data" / "test.jsonl", _examples(55))  # the split holds 55; 40 were evaluated
+    path = out / "variants" / "lora" / "eval" / "metrics.json"
+    write_json(path, {**_json.loads(path.read_text()), "runaway_share": 0.9, "split": "test"})
+    results = build_results(out, n_resamples=100)
+    v = results["verdict"]
+    assert v["headline"].startswith("Ship lora") and v["headline"].endswith(" on 40 of 55 test messages.")
+    assert any("token limit" in line and "lora (90%)" in line for line in v["lines"])
+    table = main_table(results)
+    cells = {row[0]: row for row in table.rows}
+    primary = table.header.index(registry.get(registry.PRIMARY).column)
+    assert cells["lora"][primary].endswith(RUNAWAY_FLAG) and RUNAWAY_FLAG not in cells["constant"][primary]
+    assert "40 of 55 test messages" in table.note and "lora (90%)" in table.note
+    render_report(out)
+    md = (out / "report.md").read_text()
+    assert f"**{v['headline']}**" in md and RUNAWAY_FLAG in md
+    (out / "data" / "test.jsonl").unlink()  # the whole split evaluated (or its size unknown): no 'of'
+    assert build_results(out, n_resamples=100)["verdict"]["headline"].endswith(" on 40 test messages.")
 
 
 def test_evaluation_time_by_stage_reaches_the_report(tmp_path):

@@ -130,3 +130,35 @@ def test_report_rescore_recomputes_scores_from_predictions(suite_copy):
     assert after["latency_p50_s"] == before["latency_p50_s"]  # kept: only generation can measure it
     results = json.loads((out / "results.json").read_text())
     assert all(e["metrics"]["semantic_sim"] is not None for e in results["entries"] if "metrics" in e)
+
+
+def _bad_second_variant(tiny_model_dir, data) -> dict:
+    return {"name": "bad2", "data": str(data), "defaults": {"model": str(tiny_model_dir), "max_steps": 2, "device": "cpu"},
+            "variants": [{"name": "good", "method": "lora"}, {"name": "bad", "method": "lora", "targets": ["q_proj", "nope_proj"]}],
+            "baselines": ["constant"], "eval": {"limit": 2, "semantic": False}}
+
+
+def test_a_bad_second_variant_fails_before_anything_trains(tiny_model_dir, builtin_data, tmp_path, cli):
+    """Issue 24: the bad variant is named in one line, in seconds, exit 2, and no suite directory is left."""
+    import time
+
+    import yaml
+
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(_bad_second_variant(tiny_model_dir, builtin_data)))
+    t0 = time.perf_counter()
+    res = cli("run", "--config", tmp_path / "suite.yaml", "--out", tmp_path / "out")
+    took = time.perf_counter() - t0
+    assert res.returncode == 2, res.stderr
+    lines = [x for x in res.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("supporttune: error: variant bad: target module(s) nope_proj not in")
+    assert not (tmp_path / "out").exists() and took < 30, took
+
+
+def test_run_suite_validates_every_variant_after_preparing(tiny_model_dir, builtin_data, tmp_path):
+    """The same check inside run_suite (the data is prepared first): nothing trains, no half-made suite stays."""
+    from supporttune.core.errors import UserError
+
+    cfg = SuiteConfig(**_bad_second_variant(tiny_model_dir, builtin_data))
+    with pytest.raises(UserError, match="variant bad: target module"):
+        run_suite(cfg, tmp_path / "out", log=lambda m: None)
+    assert not (tmp_path / "out").exists()

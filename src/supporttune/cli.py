@@ -18,15 +18,17 @@ from . import rundir, suitedir
 from .bench.config import BenchConfig
 from .cliopts import App, build, options
 from .config import LaunchConfig
-from .core.errors import UserError
+from .core.errors import Interrupted, UserError
 from .core.io import check_out_dir
 from .data.config import PrepareConfig
 from .evaluate.config import EvalConfig
 from .export.config import ExportConfig
+from .pairs.config import PairsConfig
 from .rate.config import RateConfig
 from .report.config import ReportConfig
 from .serve.config import ChatConfig, ServeConfig
 from .suite.config import RunConfig
+from .suite.exitcodes import EXIT_CODES
 from .train import methods
 from .train.config import TrainConfig
 from .tune.config import TuneRunConfig
@@ -52,7 +54,10 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", metavar="", is_eager=True, callback=_version,
                                        help="Print the version and exit.")) -> None:
-    """Runs before every command (nothing to do: --version is handled as it is parsed)."""
+    """Runs before every command (--version is handled as it is parsed): quiet libraries when progress is off."""
+    from .core.progress import silence_libraries
+
+    silence_libraries()
 
 
 @app.command()
@@ -95,6 +100,13 @@ def staged(stage, result: Path, nproc: int, device: str, preflight, launch_one: 
     return read_json(result)
 
 
+def _this_command() -> str:
+    """The command line as typed, to show as the one that resumes."""
+    import shlex
+
+    return "supporttune " + shlex.join(sys.argv[1:])
+
+
 def _num(x, digits: int = 3) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
@@ -102,7 +114,8 @@ def _num(x, digits: int = 3) -> str:
 @app.command(help=f"Train one PEFT adapter ({methods.names()}) on a base model.\n\n"
                   "Ctrl-C stops after the current step and saves a checkpoint; `--resume` continues from it.")
 @options(TrainConfig, LaunchConfig, yaml=True,
-         flags={"fsdp": "--fsdp/--ddp", "gradient_checkpointing": "--gradient-checkpointing/--no-gradient-checkpointing"})
+         flags={"fsdp": "--fsdp/--ddp", "gradient_checkpointing": "--gradient-checkpointing/--no-gradient-checkpointing",
+                "from_run": "--from"})
 def train(cfg: TrainConfig, launch: LaunchConfig):
     check_out_dir(cfg.out)  # before the heavy imports: a wrong --out fails at once
     from .train.stage import preflight
@@ -116,6 +129,10 @@ def train(cfg: TrainConfig, launch: LaunchConfig):
                f"train loss {_num(summary['first_train_loss'])} -> {_num(summary['final_train_loss'])}, "
                f"val loss {_num(summary['final_val_loss'])}, {summary['tokens_per_s']} tokens/s, "
                f"trainable {summary['trainable_params']:,} ({summary['trainable_pct']}%)")
+    if summary.get("objective"):
+        splits = summary["preference_splits"]
+        typer.echo(f"{summary['objective']} on {summary['train_examples']} preference rows from {cfg.from_run}"
+                   f"{'; WARNING: ' + str(splits['test']) + ' rows are test-split messages, so test scores of this run are not held out' if splits['test'] else ''}")
     typer.echo(f"wrote adapter, {rundir.CONFIG}, {rundir.LOSS} and {rundir.SUMMARY} to {cfg.out}")
 
 
@@ -128,21 +145,26 @@ def evaluate(cfg: EvalConfig, launch: LaunchConfig):
     from .evaluate.stage import evaluate as run_eval
     from .evaluate.stage import preflight
 
-    m = staged(lambda: run_eval(cfg), suitedir.metrics_path(Path(cfg.run or cfg.out)), launch.nproc, cfg.device,
-               lambda: preflight(cfg))
+    try:
+        m = staged(lambda: run_eval(cfg), suitedir.metrics_path(Path(cfg.run or cfg.out)), launch.nproc, cfg.device,
+                   lambda: preflight(cfg))
+    except Interrupted as e:  # name the command that resumes (the replies so far are on disk)
+        raise Interrupted(f"{e}; resume with: {_this_command()}") from None
     if m is None:
         return
+    from .inference.options import decode_label
     from .metrics.scores import headline_text
 
-    typer.echo(f"{m['name']}: {headline_text(m)}  ({m['examples']} examples)")
+    decoded = f", {decode_label(m.get('decode'))} decoding" if m.get("generated", True) else ""
+    typer.echo(f"{m['name']}: {headline_text(m)}  ({m['examples']} examples{decoded})")
     entry = Path(cfg.run or cfg.out)
     typer.echo(f"wrote {suitedir.metrics_path(entry)} and {suitedir.predictions_path(entry)}")
 
 
-@app.command("run")
+@app.command("run", help="The main job: prepare -> train every variant -> evaluate -> baselines -> compare -> report."
+                         "\n\nEvery variant is validated before any trains. " + EXIT_CODES)
 @options(RunConfig, LaunchConfig)
 def run_cmd(cfg: RunConfig, launch: LaunchConfig):
-    """The main job: prepare -> train every variant -> evaluate -> baselines -> compare -> report."""
     out = cfg.out
     check_out_dir(out)
     from .core import distributed
@@ -154,19 +176,28 @@ def run_cmd(cfg: RunConfig, launch: LaunchConfig):
     if out.exists() and any(out.iterdir()) and not (cfg.resume or cfg.force or distributed.launched()):
         raise UserError(f"{out}: suite directory exists (use --resume to continue it or --force to start over)")
     fsdp = any(TrainConfig(**{**suite.defaults, **v}).fsdp for v in suite.expanded())
-    results = staged(lambda: run_suite(suite, out, force=cfg.force, log=lambda m: typer.echo(m, err=True)),
-                     out / suitedir.RESULTS, launch.nproc, suite.defaults.get("device", "auto"),
-                     lambda: preflight(suite, launch.nproc), launch_one=fsdp)
+    try:
+        results = staged(lambda: run_suite(suite, out, force=cfg.force, log=lambda m: typer.echo(m, err=True)),
+                         out / suitedir.RESULTS, launch.nproc, suite.defaults.get("device", "auto"),
+                         lambda: preflight(suite, launch.nproc), launch_one=fsdp)
+    except Interrupted as e:  # the suite resumes with --resume, whatever stage was stopped
+        command = _this_command() + ("" if cfg.resume or "--resume" in sys.argv else " --resume")
+        raise Interrupted(f"{e} (the suite: {command} continues it)") from None
     if results is None:
         return
     from .core.errors import RunFailed
     from .report.verdict import summary_lines
+    from .suite.exitcodes import EntriesFailed
 
     for line in summary_lines(results["verdict"]):
         typer.echo(line)
     typer.echo(f"report: {out / suitedir.REPORT_HTML} and {out / suitedir.REPORT_MD}")
     if results["verdict"]["status"] != "ok":
-        raise RunFailed(f"every entry of the suite failed (errors in {out / 'report.md'})")
+        raise RunFailed(f"every entry of the suite failed (errors in {out / suitedir.REPORT_MD})")
+    failed = results["verdict"].get("failed") or []
+    if failed:  # the report is written; the exit status still says the suite is incomplete (also on --resume)
+        raise EntriesFailed(f"{len(failed)} of {len(results['entries'])} entries failed: {', '.join(failed)} "
+                            f"(errors in {out / suitedir.REPORT_MD}; fix and rerun with --resume)")
 
 
 @app.command()
@@ -210,7 +241,7 @@ def chat(cfg: ChatConfig):
     from .serve.chat import chat_loop
 
     chat_loop(load_agent(cfg.run, device=cfg.device), cfg.brand, max_new_tokens=cfg.max_new_tokens,
-              temperature=cfg.temperature)
+              decode=cfg.decode_spec())
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -257,16 +288,27 @@ def serve(cfg: ServeConfig):
 @app.command("export")
 @options(ExportConfig, arguments=("run",))
 def export_cmd(cfg: ExportConfig):
-    """Export the adapter (+ base reference), or a merged standard HF checkpoint."""
+    """Export the agent to a folder that stands alone: the adapter (+ base by name), a merged checkpoint, or GGUF.
+
+    Written beside --out and renamed when complete. The folder holds the prompt spec, the exemplar index, a chat
+    template that renders the agent's system turn, and a README model card; `serve` and `chat` accept it.
+    """
     check_out_dir(cfg.out)
     from .export.checkpoint import export as run_export
 
-    report = run_export(cfg.run, cfg.out, merge=cfg.merge, force=cfg.force, data=cfg.data)
+    report = run_export(cfg)
     if "qlora_drift" in report:
         d = report["qlora_drift"]
         typer.echo(f"QLoRA merged into a dequantized base: {d['identical_replies']}/{d['examples']} greedy replies "
                    f"identical to the 4-bit adapter's (word agreement {d['word_agreement']:.2%})")
-    typer.echo(f"wrote {'merged model' if cfg.merge else 'adapter'} to {cfg.out}")
+    if "gguf" in report:
+        g = report["gguf"]
+        c = g["logits_check"]
+        typer.echo(f"GGUF {g['file']} ({g['dtype']}, {g['bytes'] / 2**20:.1f} MiB): logits vs the merged checkpoint on "
+                   f"{c['prompts']} test prompts max |diff| {c['max_abs_diff']:.4g}, mean {c['mean_abs_diff']:.4g}"
+                   + ("; Ollama Modelfile written" if g.get("modelfile") else ""))
+    what = "GGUF + merged model" if cfg.format == "gguf" else "merged model" if cfg.merge else "adapter"
+    typer.echo(f"wrote {what} to {cfg.out} (README.md: how to run it)")
 
 
 def _check_out_file(out: Path | None, force: bool, flag: str = "--out") -> None:
@@ -333,9 +375,10 @@ def rate(cfg: RateConfig, force: bool = typer.Option(False, "--force", metavar="
         from .rate import export_votes
 
         _check_out_file(out, force, flag="--export-preferences")
-        written, votes, prompt = export_votes(suite, out, cfg.prompt_from)
-        typer.echo(f"wrote {written} preference pairs (from {votes} decided votes; ties and both-bad are not pairs) "
-                   f"with {prompt} to {out}")
+        written, votes, prompt = export_votes(suite, out, cfg.prompt_from, cfg.export_shape)
+        what = ("preference pairs (from {} decided votes; ties and both-bad are not pairs)" if cfg.export_shape == "pairs"
+                else "KTO rows (from {} decided votes; flagged replies and losers undesirable)").format(votes)
+        typer.echo(f"wrote {written} {what} with {prompt} to {out}")
         return
     if suite.is_dir():
         check_out_dir(suite, flag="")  # votes are appended to SUITE/ratings.jsonl as they are cast
@@ -353,6 +396,19 @@ def rate(cfg: RateConfig, force: bool = typer.Option(False, "--force", metavar="
                f"{len(session.store.votes)} earlier lines in {session.store.path}")
     typer.echo(f"rate at http://{cfg.host}:{cfg.port}/  (Ctrl-C stops; every vote is already on disk)")
     serve_rating(session, cfg.host, cfg.port, cfg.api_key)
+
+
+@app.command()
+@options(PairsConfig, required=("run", "out"))
+def preferences(cfg: PairsConfig):
+    """Automatic preference pairs: each training message's reference reply chosen over a worse sampled/baseline reply."""
+    from .pairs.auto import check, make_pairs
+
+    check(cfg)  # before the model loads: the run, the data, the out file
+    counts = make_pairs(cfg)
+    typer.echo(f"wrote {counts['pairs']} preference pairs for {counts['messages']} training messages "
+               f"({counts['candidates']} candidates; by source: "
+               f"{', '.join(f'{k} {v}' for k, v in counts['by_source'].items())}) to {cfg.out}")
 
 
 @app.command()

@@ -22,6 +22,7 @@ usual with ``typer.Option``. An invalid value fails in the config, before any wo
 from __future__ import annotations
 
 import inspect
+import shutil
 import types
 import typing
 from pathlib import Path
@@ -99,7 +100,7 @@ def _parameter(name: str, info, *, argument: bool, required: bool, flags: dict) 
         decls, label = _flag_decls(name, info, flags)
         spec = typer.Option(*decls, help=_help(info, label), show_default=False, metavar="")
     else:
-        decls = [f"--{_dash(name)}", *([SHORT[name]] if name in SHORT else [])]
+        decls = [flags.get(name, f"--{_dash(name)}"), *([SHORT[name]] if name in SHORT else [])]
         spec = typer.Option(*decls, help=_help(info, label), show_default=False, envvar=ENVVARS.get(name))
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[Optional[kind], spec],
                              **({} if required else {"default": None}))
@@ -129,8 +130,8 @@ def options(*configs: type[BaseModel], arguments: tuple[str, ...] = (), required
     """Give the decorated command one option per field of ``configs`` (see the module docstring).
 
     ``arguments``: fields taken as positional arguments; ``required``: fields the command insists on
-    although the config has a default; ``exclude``: fields with no flag; ``flags``: a bool field's
-    own names (``{"fsdp": "--fsdp/--ddp"}``); ``yaml``: add ``--config FILE`` (the first config's
+    although the config has a default; ``exclude``: fields with no flag; ``flags``: a field's own
+    flag name(s) (``{"fsdp": "--fsdp/--ddp", "from_run": "--from"}``); ``yaml``: add ``--config FILE`` (the first config's
     fields as YAML; flags override it).
     """
     flags = flags or {}
@@ -176,8 +177,64 @@ def options(*configs: type[BaseModel], arguments: tuple[str, ...] = (), required
     return decorate
 
 
+# --- --help that stays readable on an 80-column terminal ---------------------------------------------------------
+# typer draws a command's options as a rich table of six columns (long name, short name, the ``--no-`` form, its
+# short form, the type, the help). When the terminal is narrower than the widest entries of the first five columns
+# plus a usable help column, rich shrinks every column and cuts flag names with an ellipsis. Then click's plain
+# layout is used instead: names on their own line when long, the help wrapped beneath, nothing cut.
+
+HELP_MIN = 30
+"""The narrowest help column worth reading; below it the plain layout is used."""
+
+TABLE_CHROME = 2 * 6 + 4
+"""Cell padding of the six columns plus the panel's borders and margins."""
+
+
+def terminal_width() -> int:
+    """The width rich would draw at: typer's TERMINAL_WIDTH setting, else COLUMNS / the terminal (80 when piped)."""
+    from typer import rich_utils
+
+    if rich_utils.MAX_WIDTH:
+        return int(rich_utils.MAX_WIDTH)
+    return shutil.get_terminal_size((80, 24)).columns
+
+
+def fits_rich_table(command, ctx) -> bool:
+    """Whether rich's options table would show every flag name of ``command`` whole at this width."""
+    widest = [0, 0, 0, 0, 0]
+    for p in command.get_params(ctx):
+        longs = ",".join(o for o in p.opts if o.startswith("--"))
+        shorts = ",".join(o for o in p.opts if not o.startswith("--"))
+        second = ",".join(o for o in getattr(p, "secondary_opts", []) if o.startswith("--"))
+        second_short = ",".join(o for o in getattr(p, "secondary_opts", []) if not o.startswith("--"))
+        kind = p.display_type_rich(ctx) if hasattr(p, "display_type_rich") else ""
+        for i, cell in enumerate((longs, shorts, second, second_short, kind or "")):
+            widest[i] = max(widest[i], len(cell))
+    return sum(widest) + TABLE_CHROME + HELP_MIN <= terminal_width()
+
+
+def plain_help(command, ctx, formatter) -> None:
+    """click's own layout (usage, text, options), with the rich-markup escapes of the help texts removed."""
+    from typer.core import TyperCommand
+
+    width = terminal_width()
+    scratch = type(formatter)(width=width, max_width=width)
+    super(TyperCommand, command).format_help(ctx, scratch)
+    formatter.write(scratch.getvalue().replace("\\[", "["))
+
+
 class Command(TyperCommand):
-    """A command whose usage line names its arguments as typed (``chat RUN``) and whose --help has no type."""
+    """A command whose usage line names its arguments as typed (``chat RUN``) and whose --help has no type.
+
+    Its --help is rich's boxed table where the terminal is wide enough to show every flag name whole;
+    on a narrower one (80 columns) it is click's plain layout, which wraps the help text and never cuts
+    a flag name (rich shrinks every column of its table, so ``--pad-to-max-length`` became ``--pad-to-max-le…``).
+    """
+
+    def format_help(self, ctx, formatter) -> None:
+        if fits_rich_table(self, ctx):
+            return super().format_help(ctx, formatter)
+        return plain_help(self, ctx, formatter)
 
     def collect_usage_pieces(self, ctx) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []

@@ -42,6 +42,11 @@ PREDICTIONS = "predictions.jsonl"
 PARTIAL = "predictions.partial.jsonl"
 
 
+def preferences_path(suite: Path, name: str) -> Path:
+    """The automatic preference pairs a suite made for the preference entry ``name`` (`preferences: auto`)."""
+    return Path(suite) / "preferences" / f"{name}.jsonl"
+
+
 def entry_dir(suite: Path, kind: str, name: str) -> Path:
     return Path(suite) / KINDS[kind] / name
 

@@ -40,9 +40,9 @@ def detect_format(path: Path) -> str:
     if suffix == ".json":
         return "json"
     if suffix in {".csv", ".tsv", ".txt"}:
-        with path.open(encoding="utf-8", errors="replace") as f:
-            header = f.readline()
-        cols = [c.strip().strip('"') for c in header.split(",")]
+        from .readers import header_columns
+
+        cols = header_columns(path)  # any encoding or separator read_csv reads
         return "twcs" if {"tweet_id", "inbound", "in_response_to_tweet_id"} <= set(cols) else "csv"
     raise UserError(f"{path}: cannot tell the format from the extension '{suffix}' (pass --format twcs|jsonl|csv|json)")
 

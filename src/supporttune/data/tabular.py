@@ -36,7 +36,8 @@ def _message(row: dict, input_col: str, instruction_col: str | None) -> str | No
 def _to_pairs(path: Path, rows: list[dict], columns: list[str], input_col: str, output_col: str,
               brand_col: str, thread_col: str, instruction_col: str = "") -> ReadResult:
     instruction = instruction_col if instruction_col and instruction_col in columns and instruction_col != input_col else None
-    require_columns(path, columns, [output_col] if instruction and input_col not in columns else [input_col, output_col])
+    require_columns(path, columns, [output_col] if instruction and input_col not in columns else [input_col, output_col],
+                    flags={input_col: "--input-col", output_col: "--output-col"})
     result = ReadResult(pairs=[], rows_read=len(rows))
     for i, row in enumerate(rows):
         inp, out = _message(row, input_col, instruction), _text(row.get(output_col))

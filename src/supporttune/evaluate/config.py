@@ -1,8 +1,9 @@
 """The evaluate stage's typed configs: how replies are scored, how every entry is evaluated, and what.
 
 ``ScoringOptions`` is what scoring needs (rescoring saved predictions uses it alone); ``EvalOptions``
-adds generation and the baselines' prompt (the prompt options of prompting/spec.py, one set of
-defaults) and is a suite's ``eval:`` block; ``EvalConfig`` names the entry: a trained run or a
+adds generation, the decoding strategy (inference/options.py: greedy, sample, beam, mbr) and the
+baselines' prompt (the prompt options of prompting/spec.py, one set of defaults) and is a suite's
+``eval:`` block; ``EvalConfig`` names the entry: a trained run or a
 registered baseline (baselines.py).
 """
 
@@ -14,6 +15,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from ..config import StageConfig
+from ..inference.options import DecodeOptions
 from ..models.presets import DEFAULT_MODEL
 from ..prompting.spec import PromptOptions
 from . import baselines
@@ -26,7 +28,7 @@ class ScoringOptions(StageConfig):
     seed: int = Field(0, ge=0, lt=2**32, description="Seed of the bootstrap.")
 
 
-class EvalOptions(ScoringOptions, PromptOptions):
+class EvalOptions(ScoringOptions, PromptOptions, DecodeOptions):
     """How every entry of a suite is evaluated (the prompt options apply to the generating baselines)."""
 
     data: Path = Field(Path("data"), description="Prepared data directory.")

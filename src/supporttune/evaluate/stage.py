@@ -18,13 +18,14 @@ import numpy as np
 
 from .. import suitedir
 from ..core import distributed
-from ..core.errors import UserError
+from ..core.errors import Interrupted, UserError
 from ..core.io import check_out_dir, read_json, read_jsonl, write_json, write_jsonl
 from ..core.memory import PeakTracker, free_memory
 from ..data.split import load_split
 from ..inference.agent import load_agent
 from ..inference.decode import DecodeSettings, Generated
 from ..inference.generate import batch1_latencies, generate_replies
+from ..inference.strategies import DecodeStats
 from ..metrics.scores import (
     CorpusStats,
     corpus_scores,
@@ -131,13 +132,14 @@ def _write(eval_dir: Path, rows: list[dict], metrics: dict) -> None:
     (eval_dir / suitedir.PARTIAL).unlink(missing_ok=True)
 
 
-def _generate_sharded(agent, examples: list[dict], settings: DecodeSettings) -> list[Generated]:
-    """Replies in input order; with N ranks each generates every N-th batch (batches as one process forms them)."""
+def _generate_sharded(agent, examples: list[dict], settings: DecodeSettings, stats: DecodeStats) -> list[Generated]:
+    """Replies in input order; with N ranks each generates every N-th batch (batches as one process forms them).
+    ``stats`` (MBR's cost and choices) then covers rank 0's batches only."""
     progress = f"generating ({agent.name})"
     if not distributed.active():
-        return generate_replies(agent, examples, settings, progress=progress)
+        return generate_replies(agent, examples, settings, progress=progress, stats=stats)
     part = generate_replies(agent, examples, settings, progress=progress,
-                            shard=(distributed.rank(), distributed.world_size()))
+                            shard=(distributed.rank(), distributed.world_size()), stats=stats)
     return distributed.gather_ordered({i: g for i, g in enumerate(part) if g is not None})
 
 
@@ -187,10 +189,10 @@ def _entry_key(cfg: EvalConfig) -> dict:
 
 
 def _generate_logged(agent, cfg: EvalConfig, examples: list[dict], settings: DecodeSettings,
-                     out_dir: Path) -> tuple[list[Generated], dict]:
+                     out_dir: Path, stats: DecodeStats) -> tuple[list[Generated], dict]:
     """Replies in input order, appended to the partial file batch by batch; resumes from it (one process)."""
     if distributed.active():
-        return _generate_sharded(agent, examples, settings), {}
+        return _generate_sharded(agent, examples, settings, stats), {}
     log = ReplyLog(out_dir, replies_key(_entry_key(cfg), str(cfg.data), cfg.split, examples, settings.replies_key(),
                                         agent.device))
     done = log.load(examples)
@@ -203,11 +205,19 @@ def _generate_logged(agent, cfg: EvalConfig, examples: list[dict], settings: Dec
     def on_batch(indices: list[int], gens: list[Generated]) -> None:
         log.append([examples[todo[i]] for i in indices], gens)
 
-    part = generate_replies(agent, [examples[i] for i in todo], settings, progress=f"generating ({agent.name})", on_batch=on_batch) if todo else []
+    part = generate_replies(agent, [examples[i] for i in todo], settings, progress=f"generating ({agent.name})",
+                            on_batch=on_batch, stats=stats) if todo else []
     gens = dict(done)
     gens.update(zip(todo, part))
     return [gens[i] for i in range(len(examples))], {"resumed_replies": len(done), "generated_replies": len(todo),
                                                     "log": log, "new_tokens": sum(g.new_tokens for g in part)}
+
+
+def _interrupted(out_dir: Path, total: int) -> Interrupted:
+    """What a Ctrl-C during generation leaves: how many replies the partial file holds (a rerun resumes from it)."""
+    path = out_dir / suitedir.PARTIAL
+    saved = len(read_partial(out_dir)) if path.is_file() else 0
+    return Interrupted(f"interrupted: {saved} of {total} replies saved in {path}")
 
 
 def evaluate(cfg: EvalConfig) -> dict:
@@ -219,7 +229,9 @@ def evaluate(cfg: EvalConfig) -> dict:
     from ..models.loading import pick_device
 
     device = pick_device(cfg.device)
-    settings = DecodeSettings(cfg.max_new_tokens, cfg.batch_size or (256 if device == "cuda" else 16))
+    settings = DecodeSettings(cfg.max_new_tokens, cfg.batch_size or (256 if device == "cuda" else 16),
+                              decode=cfg.decode_spec())
+    stats = DecodeStats()  # MBR's cost (candidates vs selection seconds) and choices, for metrics.json
     peak = PeakTracker("cuda" if device == "cuda" else "cpu")
     meta: dict = {"decoding": settings.as_dict(), "split": cfg.split, "examples": len(examples), "data": str(cfg.data),
                   "unavailable": unavailable}
@@ -244,7 +256,10 @@ def evaluate(cfg: EvalConfig) -> dict:
         prompted = baseline.run(inputs) if baseline else examples  # few-shot: its shots attached
         engine = engine_for(agent)
         t0 = time.perf_counter()
-        gens, progress = _generate_logged(agent, cfg, prompted, settings, out_dir)
+        try:
+            gens, progress = _generate_logged(agent, cfg, prompted, settings, out_dir, stats)
+        except KeyboardInterrupt:  # Ctrl-C: the replies made so far are on disk; say so instead of exiting silently
+            raise _interrupted(out_dir, len(examples)) from None
         elapsed = time.perf_counter() - t0
         log, generated = progress.pop("log", None), progress.get("generated_replies", len(examples))
         new_tokens = progress.pop("new_tokens", None)
@@ -265,6 +280,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         meta["name"] = cfg.baseline or agent.name
         meta["prompt"] = agent.spec.as_dict()
         meta["engine"] = engine.report()
+        meta.update(stats.metrics(settings.decode))  # the decode record, and for mbr its cost and choices
         if not cfg.run:
             meta.update(trainable_params=0, trainable_pct=0.0)
         del agent
@@ -285,6 +301,10 @@ def evaluate(cfg: EvalConfig) -> dict:
     _write(out_dir, rows, metrics)
     if log is not None:
         log.remove()
+    if cfg.run:  # the run's card shows its scores
+        from ..train.publish import write_card
+
+        write_card(Path(cfg.run))
     distributed.barrier()
     return metrics
 

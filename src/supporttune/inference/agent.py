@@ -1,7 +1,7 @@
 """An agent ready to answer: base model (+ adapter), tokenizer, and the exact prompt of its training.
 
-``load_agent`` reads a run directory through its record (rundir.py), so evaluate, chat, serve and
-export get the same prompt spec and the same exemplar index that training used, with no flags.
+``load_agent`` reads a run directory (or an export of one: adapter, or merged checkpoint) through its
+record (rundir.py), so evaluate, chat, serve and export get the same prompt spec and the same exemplar index that training used, with no flags.
 ``Agent.prompt_ids`` is the one way inference turns an example into prompt tokens: the prompt
 builder attaches the retrieved examples (never from the example's own thread) and renders it.
 """
@@ -62,10 +62,13 @@ def load_agent(run_dir: Path | None = None, model: str | None = None, device: st
 
         record = read_record(run_dir)
         method = methods.get(record.method)
-        ref = record.model_ref
+        ref = record.model_ref  # an export's base by preset/hub id/path; a merged export: the folder itself
         tokenizer = load_tokenizer(ref)
-        base = load_model(ref, dtype=dtype, device=device, quantize_4bit=method.quantize_4bit)
-        net = PeftModel.from_pretrained(base, str(run_dir))
+        if record.merged:
+            net = load_model(ref, dtype=dtype, device=device)
+        else:
+            base = load_model(ref, dtype=dtype, device=device, quantize_4bit=method.quantize_4bit)
+            net = PeftModel.from_pretrained(base, str(run_dir))
         spec = record.spec
         index = exemplar_index(run_dir, spec)
         name, method_name = record.variant, record.method

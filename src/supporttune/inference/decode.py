@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 
 from .agent import Agent
+from .mbr import DecodeSpec
 
 ENGINES = ("auto", "eager", "static")
 TokenCallback = Callable[[int, int], None]  # (row, token id), called as each token is generated
@@ -29,18 +30,31 @@ class DecodeSettings:
     # auto: the engine's fast path where it pays (CUDA), eager elsewhere; eager: the adapter model as is;
     # static: the fast path's static cache everywhere (compiled on CUDA; on CPU for the equality tests)
     engine: str = field(default_factory=lambda: os.environ.get("SUPPORTTUNE_ENGINE", "auto"))
+    top_p: float = 1.0  # used only when do_sample
+    num_beams: int = 1  # > 1: beam search (eager path only)
+    # the strategy (strategies.py turns it into passes of the knobs above); greedy = exactly the path above
+    decode: DecodeSpec = field(default_factory=DecodeSpec)
 
     def __post_init__(self):
         if self.engine not in ENGINES:
             raise ValueError(f"unknown engine '{self.engine}' (choose from {', '.join(ENGINES)})")
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "decode": self.decode.record()}
 
     def replies_key(self) -> dict:
-        """The settings that decide the replies (batch size and engine do not: tested equal)."""
-        return {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample,
-                "temperature": self.temperature if self.do_sample else None}
+        """The settings that decide the replies (batch size and engine do not: tested equal). A strategy other
+        than greedy adds its record, so greedy replies on disk are never reused for it (and greedy keys are
+        the ones written before strategies existed)."""
+        key = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample,
+               "temperature": self.temperature if self.do_sample else None}
+        if self.do_sample and self.top_p != 1.0:
+            key["top_p"] = self.top_p
+        if self.num_beams > 1:
+            key["num_beams"] = self.num_beams
+        if self.decode.strategy != "greedy":
+            key["decode"] = self.decode.record()
+        return key
 
 
 @dataclass
@@ -65,9 +79,10 @@ def pad_left(prompts: list[list[int]], pad_id: int, rows: int | None = None) -> 
 
 
 def sampling_kwargs(tokenizer, settings: DecodeSettings) -> dict:
+    beams = {"num_beams": settings.num_beams, "early_stopping": True} if settings.num_beams > 1 else {}
     return dict(max_new_tokens=settings.max_new_tokens, do_sample=settings.do_sample,
-                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                **({"temperature": settings.temperature, "top_p": 1.0, "top_k": 0} if settings.do_sample else
+                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **beams,
+                **({"temperature": settings.temperature, "top_p": settings.top_p, "top_k": 0} if settings.do_sample else
                    {"temperature": None, "top_p": None, "top_k": None}))
 
 

@@ -11,6 +11,8 @@ Paths
                 wrapping forward by hand is what failed before). Prompt tuning enters through
                 ``inputs_embeds`` laid out as in training.
   eager-merged  the slot with a dynamic cache: on CUDA when compiling would not repay itself.
+Beam search (``num_beams`` > 1, strategies.py) always takes the eager path: HF beam search reorders the
+cache every step, and a compiled static cache with beams is neither built nor tested here.
 
 Shapes: a compiled decode step is specialised to (rows, cache length). A test set is cut into
 equal batches, padded with discarded rows to one row count, and the cache is sized once for the
@@ -96,8 +98,8 @@ class Engine:
 
     # ---- which path -------------------------------------------------------------------------------------------
     def fast(self, settings: DecodeSettings) -> bool:
-        if settings.engine == "eager" or self.kind is None:
-            return False
+        if settings.engine == "eager" or self.kind is None or settings.num_beams > 1:
+            return False  # beam search runs on the eager path everywhere (beams x static cache: not built)
         if settings.engine == "static":
             return True
         return self.agent.device == "cuda" and self._memory_ok()

@@ -6,11 +6,13 @@ model with the adapter merged in and a compiled static-cache decode step (when t
 compile time), on CPU the eager path below. ``eager_generate`` is that eager path: left padding
 + KV cache on the agent's own (PEFT) model, the reference every faster path is tested against.
 ``generate_replies`` batches examples by prompt length and returns replies in input order.
+``settings.decode`` picks the strategy (strategies.py: sample, beam, mbr); greedy takes the path above.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Callable
 
 import torch
@@ -18,6 +20,7 @@ import torch
 from ..core.progress import track
 from .agent import Agent
 from .decode import DecodeSettings, Generated, StopCallback, TokenCallback
+from .strategies import DecodeStats, decode_prompts, seed_sampling
 
 
 def generate_ids(agent: Agent, prompts: list[list[int]], settings: DecodeSettings,
@@ -29,7 +32,10 @@ def generate_ids(agent: Agent, prompts: list[list[int]], settings: DecodeSetting
     """
     from .engine import engine_for
 
-    return engine_for(agent).generate(prompts, settings, on_token, should_stop)
+    if settings.decode.strategy == "greedy":
+        return engine_for(agent).generate(prompts, settings, on_token, should_stop)
+    seed_sampling(settings)  # each call reproducible (chat, serve)
+    return decode_prompts(engine_for(agent), prompts, settings, on_token, should_stop)
 
 
 _generate_ids = generate_ids  # the name respond.py and older callers used
@@ -37,12 +43,14 @@ _generate_ids = generate_ids  # the name respond.py and older callers used
 
 def generate_replies(agent: Agent, examples: list[dict], settings: DecodeSettings,
                      progress: str | None = "generating", shard: tuple[int, int] = (0, 1),
-                     on_batch: Callable[[list[int], list[Generated]], None] | None = None) -> list[Generated | None]:
+                     on_batch: Callable[[list[int], list[Generated]], None] | None = None,
+                     stats: DecodeStats | None = None) -> list[Generated | None]:
     """Replies for ``examples`` in order, batched by similar prompt length.
 
     ``on_batch(indices, replies)`` runs after every batch (evaluate appends them to disk there).
     ``shard=(rank, world)`` generates only every ``world``-th batch from the ``rank``-th (the other
-    entries stay None): each batch is then exactly the batch one process would form.
+    entries stay None): each batch is then exactly the batch one process would form. ``stats`` sums what
+    MBR cost and chose (strategies.DecodeStats). Sampling strategies seed torch once, before the first batch.
     """
     from .engine import engine_for
 
@@ -50,8 +58,10 @@ def generate_replies(agent: Agent, examples: list[dict], settings: DecodeSetting
     engine = engine_for(agent)
     batches = engine.plan_batches(prompts, settings)[shard[0]::shard[1]]
     results: list[Generated | None] = [None] * len(prompts)
+    seed_sampling(settings)
     for j, batch in enumerate(track(batches, progress or "generating") if progress else batches):
-        gens = engine.generate([prompts[i] for i in batch], settings, remaining_batches=len(batches) - j)
+        gens = decode_prompts(engine, [prompts[i] for i in batch], settings, remaining_batches=len(batches) - j,
+                              stats=stats)
         for i, g in zip(batch, gens):
             results[i] = g
         if on_batch:
@@ -66,16 +76,17 @@ def batch1_latencies(agent: Agent, examples: list[dict], settings: DecodeSetting
 
     if not examples or n <= 0:
         return []
-    one = DecodeSettings(settings.max_new_tokens, 1, settings.do_sample, settings.temperature, settings.engine)
+    one = replace(settings, batch_size=1)
     engine = engine_for(agent)
     prompts = [agent.prompt_ids(ex) for ex in examples[:n]]
     engine.reserve(max(len(p) for p in prompts), one, batches=n + 1, rows=1)
-    engine.generate(prompts[:1], one, remaining_batches=len(prompts) + 1)
+    seed_sampling(one)
+    decode_prompts(engine, prompts[:1], one, remaining_batches=len(prompts) + 1)
     times = []
     for j, p in enumerate(prompts):
         sync(agent.device)
         t0 = time.perf_counter()
-        engine.generate([p], one, remaining_batches=len(prompts) - j)
+        decode_prompts(engine, [p], one, remaining_batches=len(prompts) - j)  # the whole strategy (mbr: all passes)
         sync(agent.device)
         times.append(time.perf_counter() - t0)
     return times

@@ -86,8 +86,7 @@ class DecodeSpec(BaseModel):
     def _strategy_needs(self) -> DecodeSpec:
         if self.strategy == "beam" and self.num_beams < 2:
             raise ValueError(f"beam search needs num_beams >= 2 (got {self.num_beams}); use strategy greedy for 1")
-        if self.strategy == "mbr" and self.pool_size < 2:
-            raise ValueError("mbr needs at least 2 replies in the pool (candidates >= 2 without the greedy reply)")
+        # a pool of one (candidates=1 without the greedy reply) is allowed: MBR then IS sampling (tested)
         return self
 
     @property

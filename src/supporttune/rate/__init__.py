@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def export_votes(suite: Path, out: Path, prompt_from: Path | None = None) -> tuple[int, int, str]:
+def export_votes(suite: Path, out: Path, prompt_from: Path | None = None, shape: str = "pairs") -> tuple[int, int, str]:
     """Write SUITE's decided votes as preference pairs to ``out``: (pairs written, decided votes, whose prompt)."""
     from .export import PromptSource, export_preferences
     from .prefs import decided
@@ -19,4 +19,4 @@ def export_votes(suite: Path, out: Path, prompt_from: Path | None = None) -> tup
 
     votes = decided(read_votes(Path(suite) / FILENAME))
     source = PromptSource.from_run(prompt_from) if prompt_from is not None else PromptSource()
-    return export_preferences(load_replies(suite), votes, out, source), len(votes), source.name
+    return export_preferences(load_replies(suite), votes, out, source, shape), len(votes), source.name

@@ -29,4 +29,7 @@ class RateConfig(StageConfig):
                                                               "(JSONL) and exit.")
     prompt_from: Path | None = Field(None, description="With --export-preferences: build prompts as this run does "
                                                        "(history, retrieval); default: the standard chat prompt.")
-
+    export_shape: Literal["pairs", "kto"] = Field("pairs", description="With --export-preferences: pairs = "
+                                                  "{prompt, chosen, rejected} (A/B votes; DPO/ORPO/KTO); kto = "
+                                                  "{prompt, completion, label} (flagged replies and losers "
+                                                  "undesirable, winners desirable).")

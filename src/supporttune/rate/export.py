@@ -13,7 +13,13 @@ own prompt instead, read from its record: thread history, retrieved examples fro
 index, cut with its base tokenizer; a run trained with the ``plain`` format gets TRL's standard
 (string) preference format, the reply with the leading space training gives it.
 Only "A better" / "B better" votes become pairs (a tie or "both bad" prefers nothing); a pair
-rated by two raters appears once per vote.
+rated by two raters appears once per vote. Every row also carries the message ``id``, which
+``train --objective`` uses to find the example (and rebuild the prompt exactly as the run does).
+
+``--export-shape kto`` writes TRL's unpaired shape ``{prompt, completion, label}`` instead, one row
+per reply of a decided vote: a reply the rater flagged (wrong info, rude, off-topic, unsafe) is
+undesirable, as is the loser of an A/B vote and both replies of "both bad"; the unflagged winner is
+desirable; an unflagged reply of a tie says nothing and is left out.
 """
 
 from __future__ import annotations
@@ -65,14 +71,43 @@ def preference_rows(suite: SuiteReplies, votes: list[dict], source: PromptSource
             continue  # the suite changed since the vote: that reply is gone
         good, bad = suite.replies[winner][mid], suite.replies[loser][mid]
         if chat:
-            rows.append({"prompt": source.builder.messages(message),
+            rows.append({"id": mid, "prompt": source.builder.messages(message),
                          "chosen": [{"role": "assistant", "content": good}], "rejected": [{"role": "assistant", "content": bad}]})
         else:
-            rows.append({"prompt": source.builder.text(message), "chosen": " " + good,
+            rows.append({"id": mid, "prompt": source.builder.text(message), "chosen": " " + good,
                          "rejected": " " + bad})
     return rows
 
 
-def export_preferences(suite: SuiteReplies, votes: list[dict], out: Path, source: PromptSource | None = None) -> int:
-    """Write the preference pairs to ``out`` (atomically); returns how many."""
-    return write_jsonl(Path(out), preference_rows(suite, votes, source))
+def kto_rows(suite: SuiteReplies, votes: list[dict], source: PromptSource | None = None) -> list[dict]:
+    """TRL's unpaired preference rows from decided votes: flagged replies and losers undesirable (module docstring)."""
+    source = source or PromptSource()
+    chat = source.spec.prompt_format == "chat"
+    rows = []
+    for v in votes:
+        choice, mid = v.get("choice"), str(v["message_id"])
+        message = suite.messages.get(mid)
+        if choice not in ("left", "right", "tie", "both_bad") or message is None:
+            continue
+        flags = v.get("flags") or {}
+        for side in ("left", "right"):
+            reply = suite.replies.get(v[side], {}).get(mid)
+            if reply is None:
+                continue  # the suite changed since the vote
+            if flags.get(side) or choice == "both_bad" or choice not in (side, "tie"):
+                label = False
+            elif choice == side:
+                label = True
+            else:
+                continue  # an unflagged reply of a tie
+            prompt = source.builder.messages(message) if chat else source.builder.text(message)
+            completion = [{"role": "assistant", "content": reply}] if chat else " " + reply
+            rows.append({"id": mid, "prompt": prompt, "completion": completion, "label": label})
+    return rows
+
+
+def export_preferences(suite: SuiteReplies, votes: list[dict], out: Path, source: PromptSource | None = None,
+                       shape: str = "pairs") -> int:
+    """Write the preference pairs (``shape="kto"``: unpaired rows) to ``out`` (atomically); returns how many."""
+    make = kto_rows if shape == "kto" else preference_rows
+    return write_jsonl(Path(out), make(suite, votes, source))

@@ -24,6 +24,7 @@ from .verdict import decide
 
 ALPHA = 0.05
 MIN_LATENCY_SAMPLES = 10  # fewer timed replies than this: the p50/p95 figures are flagged
+RUNAWAY_MAJORITY = 0.5  # replies cut at the token limit on more than this share: the entry's scores are flagged
 
 
 def _generated(metrics: dict) -> bool:
@@ -59,13 +60,35 @@ def _speed_flags(metrics: dict) -> list[str]:
     return flags
 
 
-def _significance(loaded: dict[str, dict], n_resamples: int = 1000) -> list[dict]:
-    out = []
+def _split_size(out: Path, metrics: dict) -> int | None:
+    """How many messages the evaluated split holds (the sample is smaller when `limit` was used)."""
+    from ..data.split import split_path
+
+    split = metrics.get("split", "test")
+    for data in (metrics.get("data"), out / suitedir.DATA):  # the path evaluate read, else the suite's own copy
+        if data and split_path(Path(data), split).is_file():
+            with split_path(Path(data), split).open(encoding="utf-8") as f:
+                return sum(1 for line in f if line.strip())
+    return None
+
+
+def _runaway(metrics: dict) -> float | None:
+    """The share of replies cut at the token limit, when most were (their scores measure cut-off text)."""
+    share = metrics.get("runaway_share")
+    return share if metrics.get("generated", True) and share is not None and share > RUNAWAY_MAJORITY else None
+
+
+def _significance(loaded: dict[str, dict], n_resamples: int = 1000, parents: dict[str, str] | None = None) -> list[dict]:
+    """Paired tests of every two entries on the same examples; a preference child and its parent are named
+    (``child_of``: which of a/b is the parent's child), so the report can show that comparison first."""
+    out, parents = [], parents or {}
     for a, b in itertools.combinations(sorted(loaded), 2):
         pa, pb = loaded[a]["predictions"], loaded[b]["predictions"]
         if [r["id"] for r in pa] != [r["id"] for r in pb]:
             continue  # evaluated on different examples: not comparable pairwise
         row = {"a": a, "b": b}
+        if parents.get(a) == b or parents.get(b) == a:
+            row["child_of"] = {"child": a if parents.get(a) == b else b, "parent": b if parents.get(a) == b else a}
         for m in select(test=True):
             res = paired_test(m.key, [r["scores"].get(m.key) for r in pa], [r["scores"].get(m.key) for r in pb],
                               loaded[a]["corpus"], loaded[b]["corpus"], n_resamples)
@@ -86,6 +109,9 @@ def _entry(out: Path, e: dict, loaded: dict) -> dict:
         item["generated"] = _generated(metrics)
         item["speed_flags"] = _speed_flags(metrics) if item["generated"] else []
         item["examples"] = len(preds)
+        item["split"] = metrics.get("split", "test")
+        item["split_examples"] = _split_size(out, metrics)
+        item["runaway"] = _runaway(metrics)
         item["breakdown"] = {k[3:]: v for k, v in metrics.items() if k.startswith("by_")}
         item["worst"] = metrics.get("worst")
         item["decoding"] = metrics.get("decoding")
@@ -100,6 +126,8 @@ def _entry(out: Path, e: dict, loaded: dict) -> dict:
             item["config"] = record.train
             item["config_hash"] = record.config_hash
             item["prompt"] = record.prompt
+            if record.parent:  # a preference child (train --objective): its parent entry and objective
+                item["parent"], item["objective"] = record.parent.get("variant"), record.objective
         loaded[e["name"]] = {"predictions": preds, "corpus": CorpusStats([r["prediction"] for r in preds],
                                                                            [r["reference"] for r in preds])}
     elif suitedir.failed(d):
@@ -124,7 +152,7 @@ def build_results(out: Path, n_resamples: int = 1000) -> dict:
         "suite_seconds": read_json(status).get("seconds") if status.is_file() else None,
         "entries": entries, "primary": PRIMARY, "alpha": ALPHA,
         "best_variant": max(variants, key=lambda e: e["metrics"][PRIMARY])["name"] if variants else None,
-        "significance": _significance(loaded, n_resamples),
+        "significance": _significance(loaded, n_resamples, {e["name"]: e["parent"] for e in entries if e.get("parent")}),
         "environment": provenance(),
         "data": read_json(out / suitedir.DATA / PREPARE_REPORT) if (out / suitedir.DATA / PREPARE_REPORT).is_file() else None,
     }

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from ..metrics.scores import GROUPS, PRIMARY, get, select
 
 FLAG = "†"
+RUNAWAY_FLAG = "‡"
 
 
 @dataclass
@@ -43,6 +44,8 @@ def _cell(e: dict, m) -> str:
     text = m.format_ci(e["metrics"].get(m.key), (e.get("ci") or {}).get(m.key) if m.ci else None)
     if m.group == "speed" and e.get("speed_flags") and text != "-":
         text += f" {FLAG}"
+    if m.key == PRIMARY and e.get("runaway") and text != "-":
+        text += f" {RUNAWAY_FLAG}"
     return text
 
 
@@ -58,6 +61,22 @@ def _versus_cell(v: dict | None, m) -> str:
 def _flag_note(entries: list[dict]) -> str:
     flagged = [f"{e['name']}: {'; '.join(e['speed_flags'])}" for e in entries if e.get("speed_flags")]
     return f" {FLAG} Unreliable speed figures — " + " | ".join(flagged) + "." if flagged else ""
+
+
+def _runaway_note(entries: list[dict]) -> str:
+    flagged = [f"{e['name']} ({e['runaway']:.0%})" for e in entries if e.get("runaway")]
+    return (f" {RUNAWAY_FLAG} Replies cut at the token limit on most messages, so the score measures cut-off text — "
+            + ", ".join(flagged) + ".") if flagged else ""
+
+
+def _sample_note(entries: list[dict]) -> str:
+    sizes = {(e.get("examples"), e.get("split_examples"), e.get("split", "test")) for e in entries}
+    if len(sizes) != 1:
+        return ""
+    n, total, split = next(iter(sizes))
+    if not n:
+        return ""
+    return f" Scored on {n:,} of {total:,} {split} messages." if total and n < total else f" Scored on {n:,} {split} messages."
 
 
 def main_table(results: dict) -> Table | None:
@@ -83,7 +102,8 @@ def main_table(results: dict) -> Table | None:
         rows.append(row)
     note = (f"Ranked by {primary.label}. Brackets: 95% bootstrap CI. 'Δ vs ship': the entry's {primary.label} minus the "
             "shipped entry's, with the Holm-adjusted paired-bootstrap p; ≈ = not distinguishable from it. "
-            "'-': not measured (replies that are looked up, not generated, have no latency or throughput)." + _flag_note(entries))
+            "'-': not measured (replies that are looked up, not generated, have no latency or throughput)."
+            + _sample_note(entries) + _runaway_note(entries) + _flag_note(entries))
     return Table("Main results", header, rows, note, numeric=set(range(2, len(header))), marked={0})
 
 
@@ -129,12 +149,15 @@ def timing_table(results: dict) -> Table | None:
 def significance_table(results: dict) -> Table | None:
     tests = select(test=True)
     ship = ((results.get("verdict") or {}).get("ship") or {}).get("name")
-    pairs = sorted(results.get("significance", []), key=lambda r: ship not in (r["a"], r["b"]))
+    # a preference child against its parent first (the question it was trained to answer), then the shipped entry's
+    pairs = sorted(results.get("significance", []), key=lambda r: ("child_of" not in r, ship not in (r["a"], r["b"])))
     if not pairs:
         return None
     rows = []
     for r in pairs:
         cells = [r["a"], r["b"]]
+        if "child_of" in r:
+            cells = [f"{x} ({'child' if x == r['child_of']['child'] else 'parent'})" for x in cells]
         for m in tests:
             x = r.get(m.key)
             sign = "+" if x and x["diff"] >= 0 else ""

@@ -76,6 +76,16 @@ def _variant_line(m, ship: dict, versus: dict[str, dict], best_variant: dict | N
     return f"{head} is {m.format(v['diff'])} {m.label} points below {bb} ({_p(v['p_adjusted'])}, {sig}).", False
 
 
+def _sample(entry: dict) -> str:
+    """' on 200 of 1,843 test messages' (a `limit` was used), ' on 1,843 test messages', or '' when unknown."""
+    n, total, split = entry.get("examples"), entry.get("split_examples"), entry.get("split", "test")
+    if not n:
+        return ""
+    if total and n < total:
+        return f" on {n:,} of {total:,} {split} messages"
+    return f" on {n:,} {split} messages"
+
+
 def decide(results: dict) -> dict:
     """The verdict section of results.json (data plus the sentences that state it)."""
     m, alpha = get(PRIMARY), results.get("alpha", 0.05)
@@ -100,7 +110,8 @@ def decide(results: dict) -> dict:
     ties = [v for v in versus if v["compared"] and not v["distinguishable"]]
     beaten = [v for v in versus if v.get("distinguishable")]
     ci = ship.get("ci", {}).get(PRIMARY)
-    headline = f"Ship {ship['name']} ({KIND.get(ship['kind'], ship['kind'])}): {m.label} {m.format_ci(ship['metrics'][PRIMARY], ci)}."
+    headline = (f"Ship {ship['name']} ({KIND.get(ship['kind'], ship['kind'])}): {m.label} "
+                f"{m.format_ci(ship['metrics'][PRIMARY], ci)}{_sample(ship)}.")
     lines = []
     if not versus:
         lines.append("It is the only entry that finished: there is nothing to compare it with.")
@@ -127,6 +138,11 @@ def decide(results: dict) -> dict:
         n = len(failed)
         lines.append(f"{n} {'entry' if n == 1 else 'entries'} failed and {'is' if n == 1 else 'are'} not compared: "
                      f"{', '.join(failed)}.")
+    runaway = [e for e in ok if e.get("runaway")]
+    if runaway:
+        lines.append("Replies cut at the token limit on most messages (their scores measure cut-off text; raise "
+                     "max_new_tokens or check the stop tokens): "
+                     + ", ".join(f"{e['name']} ({e['runaway']:.0%})" for e in runaway) + ".")
     if ship.get("speed_flags"):
         lines.append(f"Its speed figures are unreliable: {'; '.join(ship['speed_flags'])}.")
     out.update(headline=headline, lines=lines, versus=versus, indistinguishable=[v["name"] for v in ties],

@@ -6,7 +6,8 @@ the others with ``load_adapter``; respond.py makes an agent's adapter active (``
 under the model's lock for each generation call, so agents of one base take turns. Prompt and
 prefix tuning, and runs on other bases, are loaded separately. On a GPU the engine's fast path
 keeps one merged copy per architecture and reloads it when the agent changes (slots.py).
-With ``--backend`` only the tokenizers are loaded (the backend holds the weights).
+With ``--backend`` only the tokenizers are loaded (the backend holds the weights). An export folder is
+a run directory too; a merged export is loaded on its own (``load_agent``).
 
 Names: each run's variant name; runs that share one get their directory's name instead.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..inference.agent import Agent
+from ..inference.agent import Agent, load_agent
 from ..models.loading import (
     load_model,
     load_tokenizer,
@@ -62,9 +63,13 @@ def _load_models(runs: list[Path], records: list, names: list[str], device: str)
     device = pick_device(device)
     dtype = pick_dtype("auto", device)
     groups: dict[tuple, list[int]] = {}
-    for i, (run, rec) in enumerate(zip(runs, records)):
-        groups.setdefault(_share_key(run, rec), []).append(i)
     agents: list[Agent | None] = [None] * len(runs)
+    for i, (run, rec) in enumerate(zip(runs, records)):
+        if rec.merged:  # a merged export: the folder is the model, no adapter to share
+            agents[i] = load_agent(run, device=device)
+            agents[i].name = names[i]
+            continue
+        groups.setdefault(_share_key(run, rec), []).append(i)
     for members in groups.values():
         first = records[members[0]]
         tokenizer = _tokenizer(first)

@@ -6,6 +6,8 @@
   (``model.init_continuous_batching()``, paged attention): requests join and leave the running
   batch at every decode step. Greedy only, on a copy of the engine's plain model; ``SplitBatcher``
   sends sampled requests to a window batcher beside it.
+* A server-wide decoding strategy other than greedy (``--decode sample|beam|mbr``) always takes the
+  window batcher; it applies to the requests that do not ask for a temperature > 0.
 * ``auto`` (default): continuous on a CPU, where it doubled requests/s and cut p95 latency tenfold
   in the load test; the window batcher on a GPU (the compiled engine path; the GPU comparison is
   still to be run, docs/BENCHMARKS.md) and for prompt/prefix tuning, which the manager cannot run.
@@ -22,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..inference.agent import Agent
+from ..inference.mbr import DecodeSpec
 from .respond import Reply, ReplyText, final_text, live_example, respond_batch
 
 
@@ -74,8 +77,10 @@ class Job:
 class WindowBatcher:
     """Collects concurrent jobs for up to ``max_wait_ms`` and answers them with one engine call."""
 
-    def __init__(self, agent: Agent, max_batch: int, max_wait_ms: float):
+    def __init__(self, agent: Agent, max_batch: int, max_wait_ms: float, decode: DecodeSpec | None = None):
         self.agent, self.max_batch, self.max_wait_ms = agent, max_batch, max_wait_ms
+        # the server's strategy for requests that do not sample (None/greedy: respond_batch's own default)
+        self.strategy = {"decode": decode} if decode is not None and decode.strategy != "greedy" else {}
         self.queue: asyncio.Queue[Job] = asyncio.Queue()
         self.batches: list[int] = []  # sizes, for tests and /health
         self.skipped = 0  # jobs cancelled before their batch started
@@ -126,7 +131,7 @@ class WindowBatcher:
             replies = await asyncio.to_thread(
                 respond_batch, self.agent, [(j.message, j.brand, j.history) for j in jobs], max(j.max_tokens for j in jobs),
                 temperature, lambda row, token: jobs[row].token(loop, token), lambda row: jobs[row].done_generating(),
-                [j.prompt for j in jobs], seed)
+                [j.prompt for j in jobs], seed, **(self.strategy if temperature <= 0 else {}))
         except Exception as e:  # a generation error fails this batch, not the server
             for j in jobs:
                 j.fail(e)
@@ -231,11 +236,15 @@ class SplitBatcher:
         await (self.window if job.temperature > 0 else self.continuous).submit(job)
 
 
-def make_batcher(agent: Agent, choice: str, max_batch: int, max_wait_ms: float, max_new_tokens: int):
+def make_batcher(agent: Agent, choice: str, max_batch: int, max_wait_ms: float, max_new_tokens: int,
+                 decode: DecodeSpec | None = None):
     """``auto``: continuous batching where it was measured to win (CPU; weight adapters and base models),
-    else the window batcher; ``continuous`` still sends sampled requests to a window batcher."""
+    else the window batcher; ``continuous`` still sends sampled requests to a window batcher. A strategy
+    other than greedy takes the window batcher (the continuous manager decodes greedily)."""
     from ..inference import slots
 
+    if decode is not None and decode.strategy != "greedy":
+        return WindowBatcher(agent, max_batch, max_wait_ms, decode)
     if choice == "auto":
         supported = slots.fast_kind(agent.model) in ("merged", "dequantized", "base")
         choice = "continuous" if agent.device == "cpu" and supported and max_batch > 1 else "window"

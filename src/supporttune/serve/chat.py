@@ -10,6 +10,7 @@ import sys
 from typing import TextIO
 
 from ..inference.agent import Agent
+from ..inference.mbr import DecodeSpec
 from .respond import respond_batch
 
 
@@ -39,8 +40,10 @@ def _line_editor(stdin: TextIO, stdout: TextIO):
 
 
 def chat_loop(agent: Agent, brand: str | None, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout,
-              max_new_tokens: int = 64, temperature: float = 0.0) -> int:
+              max_new_tokens: int = 64, temperature: float = 0.0, decode: DecodeSpec | None = None) -> int:
     """One reply per input line. Interactive terminals get a prompt and the tags; pipes get plain lines.
+
+    ``decode``: the strategy (greedy, sample, beam, mbr); ``temperature`` > 0 samples regardless.
 
     Returns the number of messages answered.
     """
@@ -49,6 +52,7 @@ def chat_loop(agent: Agent, brand: str | None, stdin: TextIO = sys.stdin, stdout
     if interactive:
         stdout.write(f"supporttune chat with {agent.name}{' for ' + brand if brand else ''}. "
                      f"Ctrl-C cancels a reply; an empty line or Ctrl-D ends.\n")
+    strategy = {"decode": decode} if decode is not None and decode.strategy != "greedy" else {}  # greedy: as ever
     n = 0
     history: list[dict] = []  # an interactive chat is one conversation; piped lines are independent messages
     while True:
@@ -63,7 +67,7 @@ def chat_loop(agent: Agent, brand: str | None, stdin: TextIO = sys.stdin, stdout
         if not message:
             continue
         try:
-            r = respond_batch(agent, [(message, brand, history)], max_new_tokens, temperature)[0]
+            r = respond_batch(agent, [(message, brand, history)], max_new_tokens, temperature, **strategy)[0]
         except KeyboardInterrupt:
             if not interactive:
                 raise

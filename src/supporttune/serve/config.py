@@ -1,7 +1,8 @@
 """Typed configs of the agent's front doors: `chat` in the terminal and `serve` over HTTP.
 
 Each field is one command-line option (cliopts.py builds the option from it) and the server's own
-default: the server reads these, so a default is written once.
+default: the server reads these, so a default is written once. Both take the decoding options
+(inference/options.py: ``--decode greedy|sample|beam|mbr`` and its knobs); greedy is the default.
 """
 
 from __future__ import annotations
@@ -9,23 +10,36 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..config import StageConfig
+from ..inference.options import DecodeOptions
 
 
-class ChatConfig(StageConfig):
+class ChatConfig(StageConfig, DecodeOptions):
     """`supporttune chat RUN`: talk to a trained agent in the terminal, or pipe messages through it."""
 
     run: Path = Field(..., description="Trained run directory.")
     brand: str | None = Field(None, description="The company answering (as in the training data).")
     max_new_tokens: int = Field(64, gt=0, le=4096, description="Longest reply, in tokens.")
-    temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature; 0 = greedy (what evaluate scores).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to generate.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _temperature_alone_samples(cls, values):
+        """`chat --temperature T` without --decode keeps its old meaning: T > 0 samples, 0 is greedy."""
+        if isinstance(values, dict) and values.get("temperature") is not None and values.get("decode") is None:
+            values = dict(values)
+            if values["temperature"] == 0:
+                values.pop("temperature")
+            else:
+                values["decode"] = "sample"
+        return values
 
-class ServeOptions(StageConfig):
-    """How the server answers (create_app takes these; tests build servers from them directly)."""
+
+class ServeOptions(StageConfig, DecodeOptions):
+    """How the server answers (create_app takes these; tests build servers from them directly). The decoding
+    options are the server's default for requests that do not sample (no ``temperature`` > 0)."""
 
     api_key: str | None = Field(None, description="Require this key as a Bearer token (or set SUPPORTTUNE_API_KEY).")
     max_batch: int = Field(16, ge=1, le=1024, description="Most requests answered by one generate call.")
@@ -53,6 +67,13 @@ class ServeOptions(StageConfig):
                                                 "model, as NAME=SHARE,... (e.g. a=90,b=10).")
     feedback: Path | None = Field(None, description="Append POST /v1/feedback records to this JSONL file (default: "
                                                     "feedback.jsonl in the run directory of the agent that answered).")
+
+    @model_validator(mode="after")
+    def _continuous_is_greedy(self) -> "ServeOptions":
+        if self.batcher == "continuous" and self.decode != "greedy":
+            raise ValueError(f"--batcher continuous decodes greedily; use --batcher window (or auto) with "
+                             f"--decode {self.decode}")
+        return self
 
 
 class ServeConfig(ServeOptions):

@@ -65,7 +65,7 @@ class LocalDriver:
         self.agent, self.opts, self.state = agent, opts, state
         self.max_batch = opts.max_batch if opts.batching else 1
         self.batcher = make_batcher(agent, batcher_choice or opts.batcher, self.max_batch, opts.max_wait_ms,
-                                    opts.max_new_tokens)
+                                    opts.max_new_tokens, opts.decode_spec())
         self.limit = context_limit(agent)
         self.warmup_s = 0.0
 

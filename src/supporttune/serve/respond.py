@@ -19,6 +19,7 @@ from ..data.tagging import tag
 from ..inference.agent import Agent
 from ..inference.decode import DecodeSettings, finish
 from ..inference.generate import generate_ids
+from ..inference.mbr import DecodeSpec
 
 
 @dataclass
@@ -51,8 +52,11 @@ def context_limit(agent: Agent) -> int:
 
 def respond_batch(agent: Agent, items: list[tuple], max_new_tokens: int, temperature: float = 0.0,
                   on_token=None, should_stop=None, prompts: list[list[int]] | None = None,
-                  seed: int | None = None) -> list[Reply]:
+                  seed: int | None = None, decode: DecodeSpec | None = None) -> list[Reply]:
     """Replies for several ``(message, brand[, history])`` items in one generation call (greedy at temperature 0).
+
+    ``temperature`` > 0 samples (a client's request); otherwise ``decode`` (the chat's or server's strategy:
+    greedy, sample, beam or mbr; default greedy) decides.
 
     ``prompts`` (already built, e.g. while checking the context length) skips building them again;
     ``on_token``/``should_stop`` stream and stop single rows (see generate.generate_ids). ``seed``
@@ -63,7 +67,8 @@ def respond_batch(agent: Agent, items: list[tuple], max_new_tokens: int, tempera
     examples = [live_example(agent, *item) for item in items]
     prompts = prompts or [agent.prompt_ids(ex) for ex in examples]
     settings = DecodeSettings(max_new_tokens=max_new_tokens, batch_size=len(prompts), do_sample=temperature > 0,
-                              temperature=temperature or 1.0)
+                              temperature=temperature or 1.0,
+                              decode=decode if decode is not None and temperature <= 0 else DecodeSpec())
     with adapter_turn(agent):
         if seed is not None:
             torch.manual_seed(seed)

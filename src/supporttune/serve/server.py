@@ -118,7 +118,7 @@ def create_app(agents: Agent | list[Agent], opts: ServeOptions | None = None) ->
                 "batches_served": sum(d.get("batches_served", 0) for d in drivers),
                 "cancelled_requests": state["cancelled"], "backend": opts.backend,
                 "agents": {s.name: {"method": s.agent.method, "run": s.run, **d} for s, d in zip(served, drivers)},
-                "split": router.split or None}
+                "split": router.split or None, "decode": opts.decode_spec().record()}
 
     @app.get("/v1/models")
     async def models():

@@ -30,6 +30,8 @@ class SuiteConfig(StageConfig):
     baselines: list[str] = Field(default_factory=lambda: list(baselines.REGISTRY),
                                  description=f"Baselines evaluated with the same code ({baselines.describe()}).")
     eval: dict = Field(default_factory=dict, description="EvalOptions fields (max_new_tokens, limit, ...).")
+    pairs: dict = Field(default_factory=dict, description="PairsConfig fields (utility, margin, samples, baselines, "
+                                                          "...) of the automatic pairs of `preferences: auto` entries.")
 
     @field_validator("baselines")
     @classmethod
@@ -46,6 +48,11 @@ class SuiteConfig(StageConfig):
             raise ValueError(f"variant names must be unique after grid expansion (repeated: {', '.join(sorted(dupes))})")
         for v in self.expanded():  # every variant validates as a TrainConfig now, not after hours of training
             TrainConfig(**{**self.defaults, **v})
+        dependency_order(self.expanded())
+        if self.pairs:
+            from ..pairs.config import PairsConfig
+
+            PairsConfig(**{"run": ".", "out": "x.jsonl", **self.pairs})
         PrepareConfig(**self.prepare)
         EvalOptions(**self.eval)
         return self
@@ -58,6 +65,8 @@ class SuiteConfig(StageConfig):
         for v in self.variants:
             grid = {k: val for k, val in v.items() if isinstance(val, list)
                     and not (k in GRID_SCALARS_AS_LIST and all(isinstance(x, str) for x in val))}
+            if "from" in v:  # a preference child names its parent entry (`from: NAME`); the run dir comes later
+                v = {**{k: x for k, x in v.items() if k != "from"}, "from_run": v["from"]}
             base_name = v.get("name") or v.get("method", "variant")
             if not grid:
                 out.append({**v, "name": base_name})
@@ -67,6 +76,31 @@ class SuiteConfig(StageConfig):
                 suffix = "-".join(_grid_label(k, x) for k, x in zip(keys, combo))
                 out.append({**v, **dict(zip(keys, combo)), "name": f"{base_name}-{suffix}"})
         return out
+
+
+def dependency_order(variants: list[dict]) -> list[dict]:
+    """Variants with every preference child after its parent (``from: NAME``); a bad reference fails in one line."""
+    by_name = {v["name"]: v for v in variants}
+    for v in variants:
+        parent = v.get("from_run")
+        if parent is not None and str(parent) not in by_name:
+            raise ValueError(f"variant {v['name']}: from '{parent}' is not a variant of this suite "
+                             f"(choose from {', '.join(by_name)})")
+    ordered, placed = [], set()
+
+    def place(v: dict, path: tuple) -> None:
+        if v["name"] in placed:
+            return
+        if v["name"] in path:
+            raise ValueError(f"variants depend on each other in a circle: {' -> '.join(path + (v['name'],))}")
+        if v.get("from_run") is not None:
+            place(by_name[str(v["from_run"])], path + (v["name"],))
+        placed.add(v["name"])
+        ordered.append(v)
+
+    for v in variants:
+        place(v, ())
+    return ordered
 
 
 def _grid_label(key: str, value) -> str:

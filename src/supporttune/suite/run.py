@@ -28,11 +28,12 @@ from ..core.memory import free_memory
 from ..data.config import PrepareConfig
 from ..data.split import PREPARE_REPORT
 from ..evaluate.config import EvalConfig, EvalOptions
+from ..inference.options import decode_identity
 from ..prompting.spec import PromptOptions
 from ..rundir import saved_identity
 from ..train.collate import split_global_batch
 from ..train.config import TrainConfig
-from .config import SUITE_PRESETS, SuiteConfig
+from .config import SUITE_PRESETS, SuiteConfig, dependency_order
 
 PRESETS = SUITE_PRESETS  # configs/<name>.yaml (full = default.yaml); `run --preset` offers exactly these
 
@@ -48,13 +49,43 @@ def load_suite(path: Path, overrides: dict | None = None) -> SuiteConfig:
 
 
 def check_inputs(cfg: SuiteConfig) -> None:
-    """Before the suite directory is touched: the data exists and every variant's base model resolves."""
+    """Before the suite directory is touched: the data exists, and every variant's base model resolves and
+    has the variant's target modules (a bad variant in any position fails now, naming it, not after others trained)."""
     from ..models.loading import resolve
+    from ..train import methods
+    from ..train.stage import check_targets
 
     if cfg.data != "builtin" and not Path(cfg.data).exists():
         raise UserError(f"{cfg.data}: data not found (give a raw data file, 'builtin' or a prepared directory)")
-    for model in {TrainConfig(**{**cfg.defaults, **v}).model for v in cfg.expanded()}:
-        resolve(model)
+    checked: dict[tuple, str] = {}
+    for v in cfg.expanded():
+        t = TrainConfig(**{**cfg.defaults, **v})
+        key = (t.model, t.method, tuple(t.targets))  # one meta model per distinct check, not per variant
+        if key in checked:
+            continue
+        try:
+            check_targets(t, methods.get(t.method), resolve(t.model))
+        except UserError as e:
+            raise UserError(f"variant {v['name']}: {e}") from None
+        checked[key] = v["name"]
+
+
+def validate_variants(cfg: SuiteConfig, data: Path) -> None:
+    """Every variant as `train` validates it (method, base model, target modules, its data splits, report
+    targets), once the data is prepared and before anything trains."""
+    from ..train.stage import validate
+
+    seen = set()
+    for v in cfg.expanded():
+        t = TrainConfig(**{**cfg.defaults, **v, "data": data})
+        key = (t.model, t.method, tuple(t.targets), tuple(t.report_to))
+        if key in seen:
+            continue
+        try:
+            validate(t)
+        except UserError as e:
+            raise UserError(f"variant {v['name']}: {e}") from None
+        seen.add(key)
 
 
 def preflight(cfg: SuiteConfig, nproc: int) -> None:
@@ -115,6 +146,7 @@ class Job:
     digest: str  # train/eval settings + test data content (not paths): a finished job with it is skipped, anywhere
     train: TrainConfig | None = None
     eval: EvalConfig | None = None
+    pairs: dict | None = None  # PairsConfig fields: make the child's preference file first (`preferences: auto`)
 
     def entry(self, out: Path) -> dict:
         return {"name": self.name, "kind": self.kind, "dir": str(self.dir.relative_to(out)), "digest": self.digest}
@@ -123,6 +155,12 @@ class Job:
         return _done(self.dir, self.digest)
 
     def run(self, ecfg: dict, data: Path) -> None:
+        if self.pairs is not None:
+            from ..pairs.auto import make_pairs
+            from ..pairs.config import PairsConfig
+
+            make_pairs(PairsConfig(**{"device": self.train.device, **self.pairs, "run": self.train.from_run,
+                                      "data": data, "out": self.train.preferences, "force": True}))
         if self.kind == "variant":
             _run_variant(self.train, ecfg, data)
         else:
@@ -132,15 +170,27 @@ class Job:
 
 
 def plan_jobs(cfg: SuiteConfig, out: Path, data: Path) -> list[Job]:
-    """Every entry of the suite, variants first, with the digests that make resuming safe."""
-    jobs = []
-    for v in cfg.expanded():
+    """Every entry of the suite, variants first (a preference child after its parent), with the digests that
+    make resuming safe (a child's includes its parent's, so retraining the parent retrains the child)."""
+    jobs, by_name = [], {}
+    for v in dependency_order(cfg.expanded()):
         dir_ = suitedir.entry_dir(out, "variant", v["name"])
-        tcfg = TrainConfig(**{**cfg.defaults, **v, "data": data, "out": dir_})
-        ident = {k: v for k, v in tcfg.identity().items() if k != "data"}
+        pairs, own = None, {}
+        if v.get("from_run") is not None:
+            parent = by_name[str(v["from_run"])]
+            auto = str(v.get("preferences")) == "auto"
+            own = {"from_run": parent.dir,
+                   "preferences": suitedir.preferences_path(out, v["name"]) if auto else v["preferences"]}
+            pairs = dict(cfg.pairs) if auto else None
+        tcfg = TrainConfig(**{**cfg.defaults, **v, **own, "data": data, "out": dir_})
+        ident = {k: v for k, v in tcfg.identity().items() if k not in ("data", "from_run", "preferences")}
+        if own:
+            ident["parent"] = parent.digest
+            ident["preferences"] = {"auto": pairs} if pairs is not None else _file_digest(Path(own["preferences"]))
         digest = "-".join((sha256_json(ident)[:12], _eval_digest(EvalOptions(**cfg.eval)),
                            _data_digest(data)))
-        jobs.append(Job("variant", v["name"], dir_, digest, train=tcfg))
+        by_name[v["name"]] = Job("variant", v["name"], dir_, digest, train=tcfg, pairs=pairs)
+        jobs.append(by_name[v["name"]])
     for b in cfg.baselines:
         dir_ = suitedir.entry_dir(out, "baseline", b)
         ecfg = _baseline_cfg(b, cfg, data, dir_)
@@ -162,7 +212,9 @@ def start_suite(cfg: SuiteConfig, out: Path, force: bool = False) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     (out / suitedir.SUITE_YAML).write_text(yaml.safe_dump(cfg.resolved(), sort_keys=False))
     try:
-        return prepare_data(cfg, out)
+        data = prepare_data(cfg, out)
+        validate_variants(cfg, data)
+        return data
     except UserError:  # unreadable data: leave no half-made suite that a rerun would refuse
         if fresh:
             shutil.rmtree(out, ignore_errors=True)
@@ -223,8 +275,16 @@ def run_suite(cfg: SuiteConfig, out: Path, force: bool = False, log=print) -> di
 
 
 def _eval_digest(ecfg: EvalOptions) -> str:
-    """What defines an evaluation's result: not where it is written or the data's path (its content is hashed)."""
-    return sha256_json({k: v for k, v in ecfg.resolved().items() if k not in ("out", "run", "data", "force", "device")})[:12]
+    """What defines an evaluation's result: not where it is written or the data's path (its content is hashed);
+    decoding by its record only (greedy adds nothing: digests from before the decode options still match)."""
+    fields = decode_identity(ecfg.resolved())
+    return sha256_json({k: v for k, v in fields.items() if k not in ("out", "run", "data", "force", "device")})[:12]
+
+
+def _file_digest(path: Path) -> str | None:
+    from ..core.io import sha256_file
+
+    return sha256_file(path)[:12] if path.is_file() else None
 
 
 def _data_digest(data: Path) -> str:

@@ -17,6 +17,11 @@ from ..prompting.spec import PromptOptions
 from . import methods
 
 
+# Preference objectives move an already tuned adapter: by default a tenth of the method's SFT rate
+# (LoRA: 2e-5, in the range TRL's DPO examples use for adapters).
+PREFERENCE_LR_SCALE = 0.1
+
+
 def _default_lrs() -> str:
     """The registry's default learning rates, for help text: '0.0002 for lora/qlora/..., 0.03 for ...'."""
     from .methods import REGISTRY
@@ -34,6 +39,17 @@ class TrainConfig(StageConfig, PromptOptions):
     data: Path = Field(Path("data"), description="Prepared data directory (train.jsonl, val.jsonl).")
     model: str = Field(DEFAULT_MODEL, description=model_help())
     method: str = Field("lora", description=f"PEFT method: {methods.names()}.")
+    objective: Literal["sft", "dpo", "kto", "orpo"] = Field(
+        "sft", description="sft = supervised on the reference replies; dpo / kto / orpo = preference training (TRL) "
+                           "of a finished SFT run's adapter (--from) on --preferences.")
+    from_run: Path | None = Field(None, description="With a preference objective: the finished SFT run whose adapter "
+                                                    "the policy starts from (and, frozen, the reference); its base, "
+                                                    "method, adapter shape and prompt are the child's.")
+    preferences: Path | None = Field(None, description="With a preference objective: JSONL of {prompt|messages|id, "
+                                                       "chosen, rejected} (kto also {prompt, completion, label}), "
+                                                       "e.g. from `rate --export-preferences` or `preferences`.")
+    beta: float = Field(0.1, gt=0, le=10, description="Preference objectives: strength of the pull toward the "
+                                                      "reference (DPO/KTO beta; ORPO's odds-ratio weight).")
     r: int = Field(8, gt=0, description="LoRA rank (higher = more capacity and memory).")
     alpha: int = Field(16, gt=0, description="LoRA alpha; the update is scaled by alpha/r.")
     dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout.")
@@ -44,7 +60,8 @@ class TrainConfig(StageConfig, PromptOptions):
     epochs: float = Field(3, gt=0, description="Training epochs (ignored when max_steps is set).")
     max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps.")
     lr: float | None = Field(None, gt=0, lt=1, validate_default=True,
-                             description=f"Peak learning rate (linear decay); default: the method's ({_default_lrs()}).")
+                             description=f"Peak learning rate (linear decay); default: the method's ({_default_lrs()}); "
+                                         f"a preference objective: a tenth of that.")
     warmup: float = Field(0.03, ge=0, lt=1, description="Warm-up share of the steps.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     batch_size: int = Field(4, gt=0, description="Sequences per device per micro-batch.")
@@ -89,6 +106,8 @@ class TrainConfig(StageConfig, PromptOptions):
         from .methods import REGISTRY
 
         method = REGISTRY.get(info.data.get("method"))  # unknown: _check below says so
+        if lr is None and method and info.data.get("objective", "sft") != "sft":
+            return method.default_lr * PREFERENCE_LR_SCALE
         return method.default_lr if lr is None and method else lr
 
     @model_validator(mode="after")
@@ -107,6 +126,15 @@ class TrainConfig(StageConfig, PromptOptions):
                              f"turn it off or use another method")
         if method.uses_targets and not self.targets:
             raise ValueError(f"method '{self.method}' needs at least one target module")
+        if self.objective == "sft" and (self.from_run or self.preferences):
+            raise ValueError("--from and --preferences go with a preference objective (--objective dpo, kto or orpo)")
+        if self.objective != "sft":
+            if self.from_run is None or self.preferences is None:
+                raise ValueError(f"--objective {self.objective} needs --from RUN (a finished SFT run) and "
+                                 f"--preferences FILE")
+            if self.fsdp:
+                raise ValueError(f"--objective {self.objective} runs without --fsdp (TRL's frozen reference adapter "
+                                 f"is not sharded here)")
         return self
 
     @property

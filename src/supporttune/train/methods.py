@@ -32,6 +32,9 @@ class Method:
     supports_fsdp: bool = True  # trains with --fsdp (weights sharded across GPUs)
     supports_checkpointing: bool = True  # trains with gradient checkpointing
     supports_packing: bool = True  # trains on padding-free packed rows (train/packing.py)
+    # preference objectives (train/preference.py): TRL copies the adapter's weights into a frozen "ref" adapter
+    # and switches to it for the reference; virtual-token adapters do not switch that way
+    supports_preference: bool = True
     peft_type: str = "LORA"  # peft's name for the adapter type (how a loaded adapter is recognised)
     # the generation engine's fast path (inference/slots.py): "merged" folds the adapter into a plain
     # copy of the base, "prompt" feeds the virtual tokens as input embeddings, None = eager only
@@ -54,7 +57,7 @@ class Method:
 # only; and peft drops position_ids for prompt tuning (and passes a KV cache for prefix tuning), so
 # transformers no longer sees the sequence boundaries and attention leaks across them: no packing.
 PROMPT = dict(family="prompt", uses_targets=False, mergeable=False, default_lr=PROMPT_LR, fast_path=None,
-              supports_packing=False)
+              supports_packing=False, supports_preference=False)
 
 
 def register(name: str, **rules) -> Callable:

@@ -32,6 +32,7 @@ from . import methods
 from .collate import EncodedDataset, PadCollator, split_global_batch
 from .config import TrainConfig
 from .packing import PackCollator, packing_problem
+from .publish import publish
 from .trainer import (
     NonFiniteLoss,
     install_signal_handlers,
@@ -72,13 +73,18 @@ def validate(cfg: TrainConfig):
     _check_report_to(cfg.report_to)
     train_rows = load_split(cfg.data, "train")
     val_rows = load_split(cfg.data, "val", required=False)
+    check_targets(cfg, method, ref)
+    return method, ref, train_rows, val_rows
+
+
+def check_targets(cfg: TrainConfig, method, ref) -> None:
+    """The method's target modules exist in the base model (from a weightless instance; `run` checks every variant)."""
     if method.uses_targets:
         names = module_names(ref)
         missing = [t for t in cfg.targets if t not in names]
         if missing:
             linear = sorted(n for n in names if n.endswith("proj"))
             raise UserError(f"target module(s) {', '.join(missing)} not in {cfg.model} (it has: {', '.join(linear)})")
-    return method, ref, train_rows, val_rows
 
 
 def _check_report_to(targets: list[str]) -> None:
@@ -97,6 +103,8 @@ def _check_fsdp(cfg: TrainConfig, device: str) -> None:
 
 def preflight(cfg: TrainConfig, nproc: int) -> None:
     """Everything a multi-process launch can check in the launching process, before any worker starts."""
+    if cfg.objective != "sft":
+        raise UserError(f"--objective {cfg.objective} trains in one process here (no --nproc yet)")
     validate(cfg)
     _check_fsdp(cfg, pick_device(cfg.device))
     check_run_dir(cfg)
@@ -121,10 +129,12 @@ def _fsdp_args(cfg: TrainConfig, model) -> dict:
             "fsdp_config": {"version": 2, "transformer_layer_cls_to_wrap": [layer], "reshard_after_forward": True}}
 
 
-def _training_args(cfg: TrainConfig, device: str, dtype: torch.dtype, has_val: bool, plan: dict, extra: dict):
+def _training_args(cfg: TrainConfig, device: str, dtype: torch.dtype, has_val: bool, plan: dict, extra: dict,
+                   args_class=None):
+    """The Trainer's arguments from the config; ``args_class``: a subclass (TRL's DPOConfig, ...), ``extra`` wins."""
     from transformers import TrainingArguments
 
-    return one_gpu_per_process(TrainingArguments(
+    return one_gpu_per_process((args_class or TrainingArguments)(**{**dict(
         output_dir=str(Path(cfg.out) / CHECKPOINTS),
         per_device_train_batch_size=plan["per_device_batch"], per_device_eval_batch_size=max(cfg.batch_size, 8),
         gradient_accumulation_steps=plan["grad_accum_per_device"], num_train_epochs=cfg.epochs,
@@ -139,15 +149,20 @@ def _training_args(cfg: TrainConfig, device: str, dtype: torch.dtype, has_val: b
         dataloader_num_workers=0, disable_tqdm=os.environ.get("SUPPORTTUNE_PROGRESS") == "0",
         optim="adamw_torch", ddp_backend=plan["backend"],
         # every trainable parameter (LoRA, virtual tokens) takes part in each step: skip DDP's search
-        ddp_find_unused_parameters=False, **extra,
-    ))
+        ddp_find_unused_parameters=False), **extra,
+    }))
 
 
 def train(cfg: TrainConfig, callbacks: list | None = None) -> dict:
     """Train one variant; write the adapter, config.yaml, loss.jsonl and train_summary.json.
 
     Under a multi-process launch every rank runs this; rank 0 alone touches the run directory.
+    A preference objective (dpo, kto, orpo) is trained beside SFT, by preference.py.
     """
+    if cfg.objective != "sft":
+        from .preference import train_preference
+
+        return train_preference(cfg, callbacks)
     if distributed.is_main():
         check_run_dir(cfg)  # a wrong --out fails before anything is read or loaded
     method, ref, train_rows, val_rows = validate(cfg)
@@ -261,6 +276,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> dict:
         }
         write_json(out / rundir.SUMMARY, summary)
         shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+        publish(out)  # a real README card and weight files others can read
     summary = distributed.broadcast(summary)  # and the other ranks wait until the run directory is final
     del trainer, model
     free_memory()

@@ -1,0 +1,1 @@
+"""Preference data made without raters: automatic (chosen, rejected) pairs from a trained run."""
