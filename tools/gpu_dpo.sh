@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Issue 22 on a GPU: a DPO child of each seed's recipe run, trained on automatic preference pairs, and the
+# parent and child evaluated on the TWCS test split. The parents are the runs tools/gpu_decode.py trained in
+# the previous call on the same warm machine (/tmp/runs/lora-all-k2-h3-seedN); the three seeds run at once.
+#   bash tools/gpu_dpo.sh          (on the device; results: $OUT/dpo.tar.gz, scored here by tools/dpo_results.py)
+set -u
+source tools/device_setup.sh
+export SUPPORTTUNE_PROGRESS=0
+one() {
+  local s=$1 run=/tmp/runs/lora-all-k2-h3-seed$1 child=/tmp/runs/dpo-k2-seed$1 w=/tmp/dpo/seed$1
+  mkdir -p "$w"
+  python3 -m supporttune preferences --run "$run" --data .dev/twcs --out "$w/prefs.jsonl" --samples 2 \
+    --temperature 0.7 --baselines constant --batch-size 256 --seed "$s" --device cuda --force || return 1
+  python3 -m supporttune train --objective dpo --from "$run" --preferences "$w/prefs.jsonl" --out "$child" \
+    --name dpo-k2 --seed "$s" --device cuda --force || return 1
+  for r in "$run" "$child"; do
+    python3 -m supporttune evaluate --run "$r" --data .dev/twcs --no-semantic --force --latency-samples 0 || return 1
+  done
+  cp "$run/eval/predictions.jsonl" "$w/parent.jsonl"; cp "$child/eval/predictions.jsonl" "$w/child.jsonl"
+  cp "$child/train_summary.json" "$w/child_summary.json"; wc -l "$w/prefs.jsonl" > "$w/pairs_count.txt"
+}
+t0=$(date +%s)
+mkdir -p /tmp/dpo
+for s in 1 2 3; do (one $s > /tmp/dpo/log$s.txt 2>&1; echo "seed $s rc=$?" >> /tmp/dpo/log$s.txt) & done
+wait
+echo "wall $(( $(date +%s) - t0 )) s"; tail -n 3 /tmp/dpo/log*.txt
+tar czf "$OUT/dpo.tar.gz" -C /tmp dpo
