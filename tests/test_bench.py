@@ -108,3 +108,35 @@ def test_folded_tokenizer_keeps_every_id_inside_the_random_models_vocabulary(tin
     plain, folded = encode_example(tok, row, SPEC, 512), encode_example(FoldedTokenizer(tok, 1000), row, SPEC, 512)
     assert max(plain["input_ids"]) >= 1000 and folded["input_ids"] == [t % 1000 for t in plain["input_ids"]]
     assert folded["labels"] == [t if t < 0 else t % 1000 for t in plain["labels"]]
+
+
+@pytest.mark.slow  # two evaluate processes and two training paths on the tiny architecture: ~100 s on 2 shared cores
+def test_bench_speed_quick_on_cpu(tmp_path, tiny_model_dir):
+    """`bench --speed base --quick`: cold and warm evaluations in their own processes, padded vs packed training."""
+    out = tmp_path / "speed.json"
+    res = CliRunner().invoke(app, ["bench", "--speed", "base", "--device", "cpu", "--quick", "--tokenizer",
+                                   str(tiny_model_dir), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    r = json.loads(out.read_text())
+    for which in ("cold", "warm"):
+        e = r["evaluate"][which]
+        assert e["wall_s"] > e["timing"]["total_s"] > 0 and e["examples"] == 8 and e["compile_s"] == 0  # CPU: no compile
+    rows = {x["path"]: x for x in r["training"]}
+    assert set(rows) == {"fast", "packed"} and rows["packed"]["pad_share"] == 0 < rows["fast"]["pad_share"]
+    assert abs(r["packed_vs_padded"]["lora"]["loss_diff"]) < 0.01  # same sequences, same loss
+
+
+def test_bench_speed_checks_its_run_and_flags():
+    res = CliRunner().invoke(app, ["bench", "--speed", "/nonexistent/run", "--device", "cpu"])
+    assert res.exit_code != 0 and "not a run directory (no config.yaml)" in str(res.exception)
+    res = CliRunner().invoke(app, ["bench", "--speed", "base", "--liger"])
+    assert res.exit_code != 0 and "--speed takes no --liger" in str(res.exception)
+
+
+def test_packed_path_packs_with_the_production_collator():
+    from supporttune.bench.train_paths import collate, packed_path
+
+    items = [{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8, 9], "labels": [-100, 9]}]
+    batch = collate(items, packed_path("cpu"))
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 8, 9]] and batch["position_ids"].tolist() == [[0, 1, 2, 0, 1]]
+    assert "attention_mask" not in batch

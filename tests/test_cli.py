@@ -107,6 +107,7 @@ def _commands() -> dict:
 
 
 OWN_OPTIONS = {("train", "config"), ("bench", "quick"), ("bench", "scaling"), ("bench", "global_batch"), ("bench", "force"),
+               ("bench", "speed"),
                ("rate", "force")}  # the command's own, not config fields
 
 

@@ -64,6 +64,54 @@ def test_each_step_sees_the_same_sequences_with_1_or_n_processes(group, world, m
     assert list(sampler) != order  # a new order each epoch
 
 
+def _dealt(lengths, global_batch, micro, world, group=True, epoch=0):
+    """Per step, per rank: the micro-batches accelerate hands each rank from the sampler's order."""
+    sampler = GlobalOrderSampler(lengths, global_batch, seed=5, group_by_length=group, micro_batch=micro, world=world)
+    sampler.set_epoch(epoch)
+    order = list(sampler)
+    micro_batches = [order[i:i + micro] for i in range(0, len(order), micro)]
+    per_step = global_batch // micro
+    return [[micro_batches[s + r::world][:per_step // world] for r in range(world)]
+            for s in range(0, len(micro_batches), per_step)]
+
+
+LENGTHS = [int(x) for x in torch.randint(8, 400, (203,), generator=torch.Generator().manual_seed(3))]
+
+
+@pytest.mark.parametrize("group", [True, False])
+def test_balanced_dealing_keeps_every_steps_sequences_whatever_the_number_of_processes(group):
+    """World sizes 1, 2, 4 with one global batch (32): the same sequences per step, in the same step order."""
+    reference = None
+    for world, micro in ((1, 8), (2, 8), (4, 8), (4, 4)):
+        for epoch in (0, 1):
+            steps = [sorted(i for hand in step for mb in hand for i in mb) for step in _dealt(LENGTHS, 32, micro, world, group, epoch)]
+            assert len(steps) == 6 and all(len(s) == 32 for s in steps)
+            if world == 1 and micro == 8:
+                reference = reference or {}
+                reference[epoch] = steps
+            assert steps == reference[epoch], (world, micro, epoch)
+    plain = list(GlobalOrderSampler(LENGTHS, 32, seed=5, group_by_length=group))
+    assert reference[0] == [sorted(plain[i:i + 32]) for i in range(0, len(plain), 32)]  # as without dealing
+    assert reference[0] != reference[1]  # a new order each epoch
+
+
+@pytest.mark.parametrize("world", [2, 4])
+def test_every_rank_gets_about_the_same_tokens_per_step(world):
+    """Padded (longest x rows) and packed (real) tokens per rank per step: the slowest rank is close to the mean."""
+    micro = 8
+    for step in _dealt(LENGTHS, micro * world * 2, micro, world):
+        padded = [sum(max(LENGTHS[i] for i in mb) * len(mb) for mb in hand) for hand in step]
+        real = [sum(LENGTHS[i] for mb in hand for i in mb) for hand in step]
+        assert max(real) / (sum(real) / world) < 1.08 and max(padded) / (sum(padded) / world) < 1.12
+    sampler = GlobalOrderSampler(LENGTHS, micro * world * 2, seed=5)  # consecutive micro-batches, as before
+    order = list(sampler)
+    batches = [order[i:i + micro] for i in range(0, len(order), micro)]
+    before = [sum(LENGTHS[i] for mb in batches[r::world] for i in mb) for r in range(world)]
+    after = [sum(LENGTHS[i] for step in _dealt(LENGTHS, micro * world * 2, micro, world) for mb in step[r] for i in mb)
+             for r in range(world)]
+    assert max(after) / min(after) < max(before) / min(before)
+
+
 def test_quantized_base_goes_whole_onto_the_ranks_own_gpu(monkeypatch):
     from supporttune.models.loading import device_map
 

@@ -108,3 +108,35 @@ def test_rescore_recomputes_scores_and_keeps_what_only_generation_measured(tiny_
     assert after["rescored"] and after["rougeL"] == pytest.approx(before["rougeL"]) and after["bleu"] == before["bleu"]
     assert after["latency_p50_s"] == 123.0 and after["name"] == "constant"
     assert read_json(path) == json.loads(json.dumps(after))
+
+
+def test_every_stage_of_an_evaluation_is_timed(tiny_model_dir, builtin_data, tmp_path):
+    """metrics.json "timing": load, compile, generation, perplexity, scoring, latency, and the whole, in seconds."""
+    from supporttune.evaluate.stage import TIMING
+
+    m = evaluate(EvalConfig(baseline="zero-shot", model=str(tiny_model_dir), data=builtin_data, out=tmp_path / "z",
+                            limit=4, batch_size=2, max_new_tokens=4, latency_samples=2, semantic=False, bootstrap=100,
+                            device="cpu"))
+    timing = m["timing"]
+    assert tuple(timing) == TIMING and all(v >= 0 for v in timing.values())
+    assert timing["load_s"] > 0 and timing["generation_s"] > 0 and timing["perplexity_s"] > 0
+    assert timing["latency_s"] > 0 and timing["scoring_s"] > 0 and timing["compile_s"] == 0  # nothing compiles on a CPU
+    parts = sum(v for k, v in timing.items() if k != "total_s")
+    assert parts <= timing["total_s"] + 0.01 and timing["total_s"] < 3 * parts + 5  # the stages are where the time went
+    assert m["engine"]["slot_reused"] is None and m["engine"]["from_cache"] is None  # eager path: no slot, no compile
+    const = evaluate(EvalConfig(baseline="constant", data=builtin_data, out=tmp_path / "c", limit=4, semantic=False,
+                                bootstrap=100))
+    assert const["timing"]["load_s"] == 0 and const["timing"]["total_s"] > 0
+
+
+@pytest.mark.parametrize("name", ["lora", "prompt-tuning"])
+def test_reply_only_perplexity_is_the_full_forwards(tiny_runs, builtin_data, name):
+    """Left padding + logits of the reply positions only: the same summed NLL over the same tokens."""
+    from supporttune.evaluate.perplexity import reply_nll
+    from supporttune.inference.agent import load_agent
+    from supporttune.inference.generate import reference_nll
+
+    agent = load_agent(tiny_runs(name)[0].out, device="cpu")
+    examples = read_jsonl(builtin_data / "test.jsonl")[:7]
+    fast, full = reply_nll(agent, examples, batch_size=3), reference_nll(agent, examples, batch_size=3)
+    assert fast[1] == full[1] > 0 and fast[0] == pytest.approx(full[0], rel=1e-4)

@@ -289,3 +289,20 @@ def test_headline_states_the_sample_and_runaway_replies_are_flagged(tmp_path):
     assert f"**{v['headline']}**" in md and RUNAWAY_FLAG in md
     (out / "data" / "test.jsonl").unlink()  # the whole split evaluated (or its size unknown): no 'of'
     assert build_results(out, n_resamples=100)["verdict"]["headline"].endswith(" on 40 test messages.")
+
+
+def test_evaluation_time_by_stage_reaches_the_report(tmp_path):
+    """metrics.json "timing" (and whether the compile came from the cache) -> results.json -> a table of the report."""
+    from supporttune.core.io import read_json
+    from supporttune.report.tables import timing_table
+
+    out = make_suite(tmp_path, [("lora", "variant", 0.4, 10, 0.5), ("constant", "baseline", None, 10, 0.5)])
+    path = out / "variants" / "lora" / "eval" / "metrics.json"
+    stages = dict(load_s=3.2, compile_s=41.6, generation_s=12.9, perplexity_s=4.1, scoring_s=2.5, latency_s=6.0, total_s=89.0)
+    write_json(path, {**read_json(path), "timing": stages, "engine": {"from_cache": False, "slot_reused": True}})
+    results = build_results(out, n_resamples=200)
+    table = timing_table(results)
+    assert table.header[1:] == ["load", "compile", "generation", "perplexity", "scoring", "latency", "total", "cache"]
+    assert table.rows == [["lora", "3.2", "41.6", "12.9", "4.1", "2.5", "6.0", "89.0", "no / yes"]]  # the baseline had none
+    md, _ = render_report(out)
+    assert "Evaluation time by stage" in md.read_text() and "| 41.6 |" in md.read_text()

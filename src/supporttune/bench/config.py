@@ -112,3 +112,35 @@ class ScalingConfig(_BenchStage):
     @property
     def steps_batch(self) -> int:
         return self.global_batch or self.batch_size * self.processes[-1]
+
+
+class SpeedConfig(_BenchStage):
+    """`supporttune bench --speed RUN|base`: the issue-23 rows. (a) evaluate twice, each in its own process,
+    sharing one empty compile cache (cold, then warm); (b) LoRA training tokens/s and MFU, padded vs packed."""
+
+    QUICK: ClassVar[dict] = dict(model="tiny-arch", steps=2, warmup=1, repeats=1, new_tokens=8, limit=8,
+                                 latency_samples=2)
+
+    run: str = Field("base", description="Trained run directory to evaluate, or 'base' (zero-shot on the random-weight model).")
+    methods: list[str] = Field(["lora"], description="Methods to train padded and packed (comma-separated).")
+    steps: int = Field(12, gt=0, description="Measured optimizer steps per path (after warm-up).")
+    warmup: int = Field(3, ge=0, description="Unmeasured warm-up steps.")
+    repeats: int = Field(3, gt=0, description="Measured steps are split into this many repeats; the median is reported.")
+    per_step: int = Field(16, gt=0, description="Sequences per optimizer step (one micro-batch).")
+    new_tokens: int = Field(64, gt=1, description="Longest reply of the evaluations, in tokens.")
+    limit: int | None = Field(None, gt=0, description="Evaluate the first N test messages only.")
+    latency_samples: int = Field(10, ge=0, description="Batch-1 latency samples of each evaluation.")
+    engine: Literal["auto", "static", "eager"] = Field("static", description="Generation engine of the evaluations "
+                                                      "(static: always compile, so cold vs warm compile is measured).")
+    generation: bool = Field(True, description="Measure the cold/warm evaluations.")
+    training: bool = Field(True, description="Measure padded vs packed training.")
+    seed: int = Field(0, description="Seed of data order and initial weights.")
+
+    @field_validator("run")
+    @classmethod
+    def _run_dir(cls, run: str) -> str:
+        from ..rundir import CONFIG
+
+        if run != "base" and not (Path(run) / CONFIG).is_file():
+            raise ValueError(f"--speed {run}: not a run directory (no {CONFIG}); give a trained run or 'base'")
+        return run

@@ -22,6 +22,8 @@ import torch
 from ..core.memory import free_memory, rss_bytes, sync
 from ..train import methods
 from ..train.collate import PadCollator
+from ..train.packing import PackCollator
+from ..train.packing import real_tokens as count_real_tokens
 from ..train.config import TrainConfig
 from .archs import load_random
 
@@ -40,6 +42,7 @@ class PathSpec:
     compile: bool = False
     liger: bool = False
     pad_multiple: int = 16
+    packed: bool = False  # one padding-free row per micro-batch (train/packing.py), no mask
 
 
 def seed_path(device: str) -> PathSpec:
@@ -49,6 +52,11 @@ def seed_path(device: str) -> PathSpec:
 def fast_path(device: str, compile_: bool = False, liger: bool = False) -> PathSpec:
     return PathSpec("fast" + ("+compile" if compile_ else "") + ("+liger" if liger else ""),
                     "bf16" if device == "cuda" else "fp32", 16, 1, None, False, compile_, liger)
+
+
+def packed_path(device: str) -> PathSpec:
+    """The fast path with packed micro-batches: what `supporttune train` does by default (issue 23)."""
+    return PathSpec("packed", "bf16" if device == "cuda" else "fp32", 16, 1, None, False, packed=True)
 
 
 @dataclass
@@ -69,7 +77,9 @@ class PathResult:
 
 
 def collate(items: list[dict], path: PathSpec) -> dict[str, torch.Tensor]:
-    """The production collator, padding to the path's width (fixed, or the longest rounded up)."""
+    """The production collator, padding to the path's width (fixed, or the longest rounded up), or packing."""
+    if path.packed:
+        return PackCollator()(items)
     width = path.pad_to or math.ceil(max(len(x["input_ids"]) for x in items) / path.pad_multiple) * path.pad_multiple
     return PadCollator(pad_id=0, pad_to=width)(items)  # 0: the random model's pad id
 
@@ -148,7 +158,7 @@ def _steps(model, path: PathSpec, batches: list[list[dict]], device: str, dtype:
                 loss = forward(**inputs).loss / path.grad_accum
             scaler.scale(loss).backward()
             step_loss += float(loss.detach())
-            real += int(inputs["attention_mask"].sum())
+            real += count_real_tokens(inputs)
             width += inputs["input_ids"].numel()
         scaler.step(opt)
         scaler.update()

@@ -100,13 +100,21 @@ def bench(
     global_batch: Optional[int] = typer.Option(None, min=1, help="With --scaling: sequences per optimizer step, the "
                                                                  "same for every process count (default: 16 x the largest count)."),
     force: bool = typer.Option(False, "--force", metavar="", help="Overwrite an existing --out file."),
+    speed: Optional[str] = typer.Option(None, metavar="RUN|base", help="Evaluate RUN (or zero-shot on the random "
+                                        "model: 'base') twice in two processes, cold then warm compile cache, and "
+                                        "train --methods padded vs packed (tokens/s, MFU)."),
 ):
     """Measure the seed recipe against supporttune's fast path (training and generation), or multi-GPU scaling."""
     from ..bench import run_bench
-    from ..bench.config import ScalingConfig
+    from ..bench.config import ScalingConfig, SpeedConfig
 
     out = Path(given["out"]) if given.get("out") is not None else None
-    if scaling is not None:
+    if speed is not None:
+        foreign = sorted(k for k in given if k not in SpeedConfig.model_fields)
+        if foreign:
+            raise UserError(f"--speed takes no --{foreign[0].replace('_', '-')}")
+        cfg = build(SpeedConfig, run=speed, **given)
+    elif scaling is not None:
         foreign = sorted(k for k in given if k not in ScalingConfig.model_fields)
         if foreign:
             raise UserError(f"--scaling measures training throughput only; it takes no --{foreign[0].replace('_', '-')}")

@@ -24,7 +24,7 @@ from ..core.memory import PeakTracker, free_memory
 from ..data.split import load_split
 from ..inference.agent import load_agent
 from ..inference.decode import DecodeSettings, Generated
-from ..inference.generate import batch1_latencies, generate_replies, reference_nll
+from ..inference.generate import batch1_latencies, generate_replies
 from ..inference.strategies import DecodeStats
 from ..metrics.scores import (
     CorpusStats,
@@ -37,9 +37,11 @@ from ..metrics.stats import bootstrap_ci
 from . import baselines
 from .baselines import BaselineInputs
 from .config import EvalConfig, ScoringOptions
+from .perplexity import reply_nll
 from .replylog import ReplyLog, read_partial, replies_key
 
 GROUPS = ("category", "priority", "sentiment")
+TIMING = ("load_s", "compile_s", "generation_s", "perplexity_s", "scoring_s", "latency_s", "total_s")
 
 
 def _breakdown(rows: list[dict], preds: list[str], refs: list[str], key: str) -> dict:
@@ -145,7 +147,7 @@ def _perplexity_sharded(agent, examples: list[dict], batch_size: int = 16) -> fl
     """Each rank scores every N-th batch of 16 references, so each batch's sum is the one-process one."""
     chunks = [list(range(i, min(i + batch_size, len(examples)))) for i in range(0, len(examples), batch_size)]
     mine = [i for chunk in distributed.shard(chunks) for i in chunk]
-    sums = distributed.all_gather(reference_nll(agent, [examples[i] for i in mine], batch_size))  # agent adds exemplars
+    sums = distributed.all_gather(reply_nll(agent, [examples[i] for i in mine], batch_size))  # agent adds exemplars
     nll, tokens = sum(s[0] for s in sums), sum(s[1] for s in sums)
     return float(np.exp(nll / tokens)) if tokens else None
 
@@ -220,6 +222,8 @@ def _interrupted(out_dir: Path, total: int) -> Interrupted:
 
 def evaluate(cfg: EvalConfig) -> dict:
     """Evaluate one trained run (``cfg.run``) or one baseline (``cfg.baseline``); returns its metrics (rank 0)."""
+    started = time.perf_counter()
+    timing = dict.fromkeys(TIMING, 0.0)  # where the wall time went, stage by stage (metrics.json "timing")
     examples, out_dir = preflight(cfg)
     cfg, unavailable = _semantic_check(cfg)
     from ..models.loading import pick_device
@@ -238,15 +242,17 @@ def evaluate(cfg: EvalConfig) -> dict:
     if baseline is not None and not baseline.generates:
         t0 = time.perf_counter()
         gens = [Generated(reply, len(reply.split()), False, seconds) for reply, seconds in baseline.run(inputs)]
-        elapsed = time.perf_counter() - t0
+        elapsed = timing["generation_s"] = time.perf_counter() - t0
         latencies = [g.latency_s for g in gens]
         meta.update(trainable_params=0, trainable_pct=0.0, name=cfg.baseline)
     else:
         from ..inference.engine import engine_for
 
         distributed.setup(device)
+        t = time.perf_counter()
         with distributed.main_first():  # rank 0 fills the model cache if needed
             agent = load_agent(cfg.run, model=cfg.model, device=cfg.device, spec=cfg.prompt_spec())
+        timing["load_s"] = time.perf_counter() - t
         prompted = baseline.run(inputs) if baseline else examples  # few-shot: its shots attached
         engine = engine_for(agent)
         t0 = time.perf_counter()
@@ -261,9 +267,16 @@ def evaluate(cfg: EvalConfig) -> dict:
         warm = engine.stats["compile_s"] + engine.stats["load_s"]  # paid once per process, reported apart
         meta.update(generation_wall_s=round(elapsed, 3), warmup_s=round(warm, 3))
         elapsed = max(elapsed - warm, 1e-9) if generated else 0.0
+        t = time.perf_counter()
         if (baseline is None or baseline.timed) and distributed.is_main():
             latencies = batch1_latencies(agent, examples, settings, cfg.latency_samples)
+        # the batch-1 shape may load or compile too: counted under load/compile, not latency
+        timing["latency_s"] = time.perf_counter() - t - (engine.stats["compile_s"] + engine.stats["load_s"] - warm)
+        t = time.perf_counter()
         meta["perplexity"] = _perplexity_sharded(agent, prompted) if cfg.perplexity else None
+        timing["perplexity_s"] = time.perf_counter() - t
+        timing.update(load_s=timing["load_s"] + engine.stats["load_s"], compile_s=engine.stats["compile_s"],
+                      generation_s=elapsed)
         meta["name"] = cfg.baseline or agent.name
         meta["prompt"] = agent.spec.as_dict()
         meta["engine"] = engine.report()
@@ -275,12 +288,16 @@ def evaluate(cfg: EvalConfig) -> dict:
     if not distributed.is_main():
         distributed.barrier()  # wait until rank 0 has written the results
         return {}
+    t = time.perf_counter()
     rows, metrics = score(examples, gens, latencies, cfg, baseline is None or baseline.generates)
+    timing["scoring_s"] = time.perf_counter() - t
     new_tokens = sum(g.new_tokens for g in gens) if new_tokens is None else new_tokens
     # steady generation: the replies generated in this process over their time, warm-up/compile excluded
     metrics.update(throughput_samples_per_s=generated / elapsed if elapsed and generated else None,
                    throughput_tokens_per_s=new_tokens / elapsed if elapsed and generated else None,
                    generation_s=round(elapsed, 3), eval_memory=peak.result(), **meta)
+    timing["total_s"] = time.perf_counter() - started  # up to writing the files
+    metrics["timing"] = {k: round(max(v, 0.0), 3) for k, v in timing.items()}
     _write(out_dir, rows, metrics)
     if log is not None:
         log.remove()

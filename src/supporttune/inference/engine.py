@@ -28,6 +28,11 @@ machine compiled the shape before (recorded under $SUPPORTTUNE_HOME/engine, next
 compile cache). So a first small evaluation stays on eager-merged, large sets compile, and once a shape
 has been compiled on a machine (by a server's warm-up, a bench, ``SUPPORTTUNE_ENGINE=static``) later
 evaluations compile it from the cache.
+
+Compile once per machine: before compiling a shape the engine hot-loads the artifacts an earlier
+process saved for exactly that shape, torch, GPU, architecture and dtype (compile_cache.py), and
+saves them after a cold compile. ``report()`` says per shape whether the artifacts came from the
+cache (``compile_cache``, ``from_cache``) and whether the slot was an earlier variant's (``slot_reused``).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import torch
 from transformers.generation.utils import ALL_CACHE_NAMES as _CACHE_NAMES
 
 from ..core.memory import sync
+from . import compile_cache
 from . import slots
 from .decode import (
     DecodeSettings,
@@ -87,7 +93,8 @@ class Engine:
         config = getattr(agent.model, "active_peft_config", None)
         self.virtual = int(getattr(config, "num_virtual_tokens", 0) or 0) if self.kind == "prompt" else 0
         self.stats = {"model": MODELS[self.kind], "load_s": 0.0, "compile_s": 0.0, "compiled_shapes": [],
-                      "reused_shapes": [], "calls": {}, "seconds": {}, "fallback": None}
+                      "reused_shapes": [], "calls": {}, "seconds": {}, "fallback": None,
+                      "compile_cache": [], "from_cache": None, "slot_reused": None}
 
     # ---- which path -------------------------------------------------------------------------------------------
     def fast(self, settings: DecodeSettings) -> bool:
@@ -108,6 +115,8 @@ class Engine:
     def _slot(self) -> slots.Slot:
         slot, seconds = slots.slot_for(self.model, self.kind, self)
         self.stats["load_s"] = round(self.stats["load_s"] + seconds, 3)
+        if self.stats["slot_reused"] is None:  # another agent of this process (a suite's earlier variant) made it
+            self.stats["slot_reused"] = slot.loads > 1
         return slot
 
     # ---- shapes -----------------------------------------------------------------------------------------------
@@ -180,13 +189,22 @@ class Engine:
         _prepare_compile()
         sync(self.agent.device)
         t0 = time.perf_counter()
+        artifacts = compile_cache.ArtifactCache(compile_cache.key_for(slot.model, rows, length, self.agent.device))
+        source = artifacts.load()  # hot-load what an earlier process compiled for this exact shape
+        before = compile_cache.hits_and_misses()
         self._run(slot, [prompt] * rows, rows, length, DecodeSettings(WARMUP_TOKENS, rows, engine="static"),
                   min_new_tokens=WARMUP_TOKENS)
         sync(self.agent.device)
         slot.compiled[key] = time.perf_counter() - t0
+        saved = source != "hit" and artifacts.save()
+        after = compile_cache.hits_and_misses()
         _record_compile(slot, rows, length, slot.compiled[key])
         self.stats["compile_s"] = round(self.stats["compile_s"] + slot.compiled[key], 3)
         self.stats["compiled_shapes"].append(list(key))
+        self.stats["compile_cache"].append({"shape": list(key), "artifact": source, "saved": saved,
+                                            "seconds": round(slot.compiled[key], 3), "key": artifacts.key,
+                                            **{k: after[k] - before[k] for k in after}})
+        self.stats["from_cache"] = all(c["artifact"] == "hit" for c in self.stats["compile_cache"])
 
     def _try_warm(self, slot: slots.Slot, rows: int, length: int, prompt: list[int], strict: bool) -> bool:
         """Warm up; under ``auto`` a failed compile is recorded and the engine stays on eager-merged."""
@@ -244,19 +262,15 @@ def _prepare_compile() -> None:
 
     import torch._dynamo
 
-    from ..models.loading import home
-
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(home() / "inductor"))
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache.inductor_dir()))
     for name in ("recompile_limit", "cache_size_limit"):
         if hasattr(torch._dynamo.config, name):
             setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), 64))
 
 
 def _shape_key(slot: slots.Slot, rows: int, length: int) -> str:
-    import hashlib
-
-    arch = slot.model.config.to_json_string() + str(slot.model.dtype) + torch.__version__
-    return f"{hashlib.sha256(arch.encode()).hexdigest()[:16]}/{rows}x{length}"
+    device = "cuda" if slot.model.device.type == "cuda" else "cpu"
+    return compile_cache.key_for(slot.model, rows, length, device)
 
 
 def _record_path():
@@ -269,9 +283,11 @@ def _compiled_before(slot: slots.Slot, rows: int, length: int) -> bool:
     """Whether this machine compiled this shape in an earlier process (so the compile cache is warm)."""
     import json
 
-    path = _record_path()
+    key = _shape_key(slot, rows, length)
+    if compile_cache.ArtifactCache(key).exists():
+        return True
     try:
-        return _shape_key(slot, rows, length) in json.loads(path.read_text())
+        return key in json.loads(_record_path().read_text())
     except (OSError, ValueError):
         return False
 

@@ -120,6 +120,7 @@ class Slot:
         self.caches: dict[tuple[int, int], object] = {}
         self.compiled: dict[tuple[int, int], float] = {}  # (rows, cache length) -> warm-up seconds
         self.eager_step_s: dict[int, float] = {}  # rows -> measured seconds per eager decode step
+        self.loads = 0  # agents whose weights were copied in: > 1 means a later variant reused the compiled slot
 
     def cache(self, rows: int, length: int):
         """The static cache for this shape, emptied (kept across calls: stable addresses for CUDA graphs)."""
@@ -158,6 +159,7 @@ def slot_for(model, kind: str, owner) -> tuple[Slot, float]:
     if bad:
         raise RuntimeError(f"engine: weights do not fit the plain model ({', '.join(bad[:3])} ...)")
     slot.owner = owner
+    slot.loads += 1
     return slot, time.perf_counter() - t0
 
 

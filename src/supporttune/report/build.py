@@ -115,6 +115,8 @@ def _entry(out: Path, e: dict, loaded: dict) -> dict:
         item["breakdown"] = {k[3:]: v for k, v in metrics.items() if k.startswith("by_")}
         item["worst"] = metrics.get("worst")
         item["decoding"] = metrics.get("decoding")
+        item["timing"] = {**(metrics.get("timing") or {}), **{k: (metrics.get("engine") or {}).get(k)
+                                                              for k in ("from_cache", "slot_reused")}}
         item["latency_context"] = {k: metrics.get(k) for k in ("latency_samples", "latency_load_1m", "latency_cpus")}
         item["samples"] = [{k: r[k] for k in ("id", "brand", "input", "reference", "prediction")} for r in preds[:6]]
         if rundir.loss_log(d):

@@ -82,7 +82,7 @@ def _html_table(t: T.Table) -> str:
 
 
 def _details(results: dict) -> list[T.Table]:
-    found = [*T.group_tables(results), T.significance_table(results), *T.breakdown_tables(results),
+    found = [*T.group_tables(results), T.timing_table(results), T.significance_table(results), *T.breakdown_tables(results),
              *T.examples_tables(results), T.failed_table(results), T.environment_table(results)]
     return [t for t in found if t is not None]
 

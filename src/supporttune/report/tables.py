@@ -123,6 +123,29 @@ def group_tables(results: dict) -> list[Table]:
     return out
 
 
+STAGES = (("load_s", "load"), ("compile_s", "compile"), ("generation_s", "generation"), ("perplexity_s", "perplexity"),
+          ("scoring_s", "scoring"), ("latency_s", "latency"), ("total_s", "total"))
+
+
+def timing_table(results: dict) -> Table | None:
+    """Where each evaluation's wall time went, stage by stage (metrics.json "timing"): the next bottleneck."""
+    entries = [e for e in ranked(results) if (e.get("timing") or {}).get("total_s") is not None]
+    if not entries:
+        return None
+
+    def cache(t: dict) -> str:
+        flags = {True: "yes", False: "no", None: "-"}
+        return f"{flags[t.get('from_cache')]} / {flags[t.get('slot_reused')]}"
+
+    rows = [[e["name"]] + [f"{e['timing'].get(k, 0):,.1f}" for k, _ in STAGES] + [cache(e["timing"])] for e in entries]
+    note = ("Seconds of each evaluate, stage by stage: model load (and the engine's merged copy), compile of the "
+            "decode step, steady generation, the perplexity pass, scoring, the batch-1 latency samples, and the "
+            "whole evaluate. Cache: compiled artifacts loaded from this machine's compile cache / the compiled "
+            "model reused from an earlier entry in the same process ('-': nothing compiled).")
+    return Table("Evaluation time by stage (s)", ["entry"] + [label for _, label in STAGES] + ["cache"], rows, note,
+                 numeric=set(range(1, len(STAGES) + 1)), marked={0})
+
+
 def significance_table(results: dict) -> Table | None:
     tests = select(test=True)
     ship = ((results.get("verdict") or {}).get("ship") or {}).get("name")

@@ -100,10 +100,17 @@ class GlobalOrderSampler(torch.utils.data.Sampler):
     groups by the per-process batch and draws from the global RNG, so its order changes with N).
     Each epoch drops its last ``len % global_batch`` indices (different ones each epoch), so every
     step is a full global batch: no short last step on one process, no padded repeats on N.
+
+    Given ``micro_batch`` and ``world``, each global batch is laid out so that accelerate's dealing
+    gives every rank about the same tokens (``deal_global_batch``): with consecutive micro-batches of
+    a length-sorted batch, rank 0 got the longer half and the others waited for it. Only the order
+    *inside* a step changes; which sequences make up each step does not depend on ``world``.
     """
 
-    def __init__(self, lengths: list[int], global_batch: int, seed: int, group_by_length: bool = True):
+    def __init__(self, lengths: list[int], global_batch: int, seed: int, group_by_length: bool = True,
+                 micro_batch: int | None = None, world: int = 1):
         self.lengths, self.global_batch, self.seed, self.group = lengths, global_batch, seed, group_by_length
+        self.micro_batch, self.world = micro_batch, world
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -121,4 +128,36 @@ class GlobalOrderSampler(torch.utils.data.Sampler):
             from transformers.trainer_pt_utils import get_length_grouped_indices
 
             order = get_length_grouped_indices(self.lengths, self.global_batch, generator=generator)
-        return iter(order[:len(self)])
+        order = order[:len(self)]
+        if self.micro_batch and self.global_batch % (self.micro_batch * self.world) == 0:
+            g = self.global_batch
+            order = [i for k in range(0, len(order), g)
+                     for i in deal_global_batch(order[k:k + g], self.lengths, self.micro_batch, self.world)]
+        return iter(order)
+
+
+def deal_global_batch(batch: list[int], lengths: list[int], micro: int, world: int) -> list[int]:
+    """One global batch reordered so that micro-batch ``k`` (as accelerate deals it, to rank ``k % world``)
+    carries about the same tokens on every rank.
+
+    The batch is sorted longest first and cut into one slice of ``micro x world`` sequences per
+    accumulation step; each slice is dealt to the ranks in snake order (0,1,..,N-1,N-1,..,0, ...),
+    starting one rank further each step, so each rank's micro-batch holds every N-th length of the
+    slice: similar lengths within a micro-batch (little padding), near-equal sums and maxima
+    across ranks (padded or packed). With one rank this is the sorted batch cut into micro-batches.
+    """
+    if len(batch) % (micro * world):
+        return batch  # a short last batch (fewer sequences than one global batch): as it came
+    ranked = sorted(batch, key=lambda i: (-lengths[i], i))
+    out: list[int] = []
+    width = micro * world
+    for step, start in enumerate(range(0, len(ranked), width)):
+        piece = ranked[start:start + width]
+        hands: list[list[int]] = [[] for _ in range(world)]
+        for p, index in enumerate(piece):
+            turn, seat = divmod(p, world)
+            rank = seat if turn % 2 == 0 else world - 1 - seat
+            hands[(rank + step) % world].append(index)
+        for hand in hands:
+            out.extend(hand)
+    return out

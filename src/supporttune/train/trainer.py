@@ -63,7 +63,8 @@ def trainer_classes():
         def _get_train_sampler(self, train_dataset=None):
             ds = train_dataset or self.train_dataset
             return GlobalOrderSampler([len(x["input_ids"]) for x in ds], self.global_batch, self.args.data_seed,
-                                      self.args.train_sampling_strategy == "group_by_length")
+                                      self.args.train_sampling_strategy == "group_by_length",
+                                      self.args.per_device_train_batch_size, distributed.world_size())
 
         def training_step(self, model, inputs, num_items_in_batch=None):
             self.real_tokens += count_real_tokens(inputs)
