@@ -195,16 +195,16 @@ def test_every_method_trains_under_ddp(tiny_train_cfg, tmp_path, extra):
 def test_sharded_evaluation_gives_the_unsharded_predictions(tiny_run, builtin_data, tmp_path):
     import shutil
 
-    run2 = tmp_path / "copy"
-    shutil.copytree(tiny_run, run2)
-    (run2 / "eval").exists() and shutil.rmtree(run2 / "eval")
+    run1, run2 = tmp_path / "one", tmp_path / "copy"  # copies: the shared run stays unevaluated for other tests
+    shutil.copytree(tiny_run, run1, ignore=shutil.ignore_patterns("eval"))
+    shutil.copytree(tiny_run, run2, ignore=shutil.ignore_patterns("eval"))
     common = dict(data=builtin_data, split="val", limit=9, max_new_tokens=10, batch_size=4, latency_samples=2,
                   bootstrap=200, device="cpu", semantic=False)
-    single = evaluate(EvalConfig(run=tiny_run, force=True, **common))
+    single = evaluate(EvalConfig(run=run1, force=True, **common))
     done = _cli("evaluate", "--run", run2, "--data", builtin_data, "--split", "val", "--limit", 9, "--max-new-tokens", 10,
                 "--batch-size", 4, "--latency-samples", 2, "--device", "cpu", "--nproc", 2)
     assert done.returncode == 0, done.stderr[-3000:]
-    a = [json.loads(x) for x in (tiny_run / "eval" / "predictions.jsonl").read_text().splitlines()]
+    a = [json.loads(x) for x in (run1 / "eval" / "predictions.jsonl").read_text().splitlines()]
     b = [json.loads(x) for x in (run2 / "eval" / "predictions.jsonl").read_text().splitlines()]
     assert len(a) == len(b) == 9  # an odd count: the ranks get 5 and 4
     assert [(r["id"], r["prediction"]) for r in a] == [(r["id"], r["prediction"]) for r in b]

@@ -32,7 +32,7 @@ def test_train_writes_a_real_card_and_readable_weights(tiny_run):
 
 def test_evaluate_puts_scores_on_the_card_and_keeps_libraries_quiet(tiny_run, builtin_data, tmp_path):
     run = tmp_path / "run"
-    shutil.copytree(tiny_run, run)
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("eval"))
     env = {**os.environ, "SUPPORTTUNE_PROGRESS": "0", "PYTHONPATH": SRC, "PYTHONWARNINGS": "default"}
     res = subprocess.run([sys.executable, "-m", "supporttune", "evaluate", "--run", str(run), "--data", str(builtin_data),
                           "--limit", "2", "--max-new-tokens", "4", "--no-semantic", "--device", "cpu",
