@@ -97,6 +97,7 @@ def test_liger_is_applied_to_one_model_and_undone(monkeypatch):
     assert (modeling_llama.apply_rotary_pos_emb, modeling_llama.LlamaRMSNorm, modeling_llama.LlamaMLP) == stock
 
 
+@pytest.mark.slow
 def test_folded_tokenizer_keeps_every_id_inside_the_random_models_vocabulary(tiny_model_dir):
     from transformers import AutoTokenizer
 

@@ -306,6 +306,7 @@ class SummaryWriter:
 '''
 
 
+@pytest.mark.slow
 def test_short_training_prints_real_losses_and_reports_to_tensorboard(tiny_model_dir, builtin_data, tmp_path, monkeypatch):
     """2 steps with logging every 5: the first and last steps are logged anyway (was 'train loss None -> None')."""
     import importlib.util

@@ -116,6 +116,7 @@ def test_real_compiled_artifacts_are_reused_by_a_second_process(tmp_path):
     assert state == "hit" and saved == "False" and int(hits) >= 1
 
 
+@pytest.mark.slow
 def test_a_suites_later_variant_reuses_the_slot(tiny_runs, builtin_data):
     """One slot per architecture per process: the second variant's engine copies its weights into the first's."""
     from supporttune.core.io import read_jsonl

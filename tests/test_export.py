@@ -17,6 +17,7 @@ from supporttune.core.io import read_jsonl
 from supporttune.rundir import read_record
 
 
+@pytest.mark.slow
 def test_merged_lora_matches_adapter_outputs(tiny_run, builtin_data, tmp_path):
     report = export(ExportConfig(run=tiny_run, out=tmp_path / "merged", merge=True))
     assert report["merged"] and (tmp_path / "merged" / "model.safetensors").is_file()
@@ -56,6 +57,7 @@ def test_agreement_counts_identical_replies_and_shared_words():
     assert got["word_agreement"] == pytest.approx((2 / 3 + 2 / 3 + 1 + 0) / 4)  # empty vs empty: no words agree
 
 
+@pytest.mark.slow
 def test_qlora_merge_reports_drift(tiny_runs, tmp_path, builtin_data):
     q, _ = tiny_runs("qlora")
     report = export(ExportConfig(run=q.out, out=tmp_path / "qm", merge=True, data=builtin_data, drift_examples=4,

@@ -83,6 +83,7 @@ def test_export_records_base_by_absolute_path_and_digest_with_card(exports, tiny
     assert not list(adapter.parent.glob(".*partial*"))
 
 
+@pytest.mark.slow
 def test_export_loads_elsewhere_with_plain_transformers_and_builds_chat_prompt(exports, tiny_run, tmp_path):
     """Fresh process, other cwd, other SUPPORTTUNE_HOME: the template gives the agent's prompt_ids, and the model
     the adapter agent's logits."""
@@ -104,6 +105,7 @@ def test_export_loads_elsewhere_with_plain_transformers_and_builds_chat_prompt(e
         assert load_agent(folder, device="cpu").prompt_ids(EXAMPLE) == want
 
 
+@pytest.mark.slow
 def test_retrieval_agent_export_carries_its_exemplar_index(tiny_train_cfg, tmp_path):
     from supporttune.train.stage import train
 
@@ -116,6 +118,7 @@ def test_retrieval_agent_export_carries_its_exemplar_index(tiny_train_cfg, tmp_p
     assert "Replies this team gave" in exp.prompts.text(EXAMPLE)
 
 
+@pytest.mark.slow
 def test_gguf_export_round_trip_via_cli(cli, tiny_run, tmp_path):
     out = tmp_path / "gguf-export"
     res = cli("export", tiny_run, "--out", out, "--format", "gguf", "--gguf-type", "q8_0", "--brand", "ParcelPal")
@@ -181,6 +184,7 @@ def test_recorded_relative_data_path_is_found_from_elsewhere(tmp_path, monkeypat
         recorded_path(suite / "variants" / "lora", "nowhere", "data", "--data")
 
 
+@pytest.mark.slow
 def test_serve_and_chat_accept_an_export(exports, tiny_run, cli):
     adapter, merged = exports
     agents = load_agents([adapter, merged], device="cpu")

@@ -65,6 +65,7 @@ def test_messages_file_trains_and_evaluates_with_history(tmp_path, tiny_model_di
     assert m["examples"] > 0 and m["prompt"]["history"] == 2 and m["prompt"]["retrieve"] == 1
 
 
+@pytest.mark.slow
 def test_twcs_pairs_keep_earlier_turns(twcs_path, tmp_path):
     prepare(PrepareConfig(input=str(twcs_path), format="twcs", out=tmp_path / "t"))
     rows = read_jsonl(tmp_path / "t" / "train.jsonl")

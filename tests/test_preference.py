@@ -53,6 +53,7 @@ def votes_file(parent, builtin_data, tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_pair_prompt_ids_are_the_agents_prompt_ids(parent, votes_file, builtin_data):
     from supporttune.inference.agent import load_agent
     from supporttune.prompting.builder import encode_reply
@@ -69,6 +70,7 @@ def test_pair_prompt_ids_are_the_agents_prompt_ids(parent, votes_file, builtin_d
     assert "Replies this team gave to similar messages" in agent.tokenizer.decode(enc.items[0]["prompt_ids"])
 
 
+@pytest.mark.slow
 def test_dpo_child_from_rate_votes_is_an_ordinary_run(parent, votes_file, builtin_data, tiny_model_dir, tmp_path):
     from supporttune.evaluate.config import EvalConfig
     from supporttune.evaluate.stage import evaluate
@@ -94,6 +96,7 @@ def test_dpo_child_from_rate_votes_is_an_ordinary_run(parent, votes_file, builti
     assert metrics["examples"] == 2
 
 
+@pytest.mark.slow
 def test_dpo_from_automatic_pairs(parent, builtin_data, tmp_path):
     from supporttune.pairs.auto import make_pairs
     from supporttune.pairs.config import PairsConfig
@@ -112,6 +115,7 @@ def test_dpo_from_automatic_pairs(parent, builtin_data, tmp_path):
     assert summary["steps"] == 2 and summary["preference_splits"]["train"] == len(rows)
 
 
+@pytest.mark.slow
 def test_kto_from_rater_flags(parent, builtin_data, tmp_path):
     from supporttune.data.split import load_split
     from supporttune.rate.export import PromptSource, kto_rows

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from supporttune import rundir
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -30,6 +32,7 @@ def test_train_writes_a_real_card_and_readable_weights(tiny_run):
     assert weights and all(stat.S_IMODE(f.stat().st_mode) == 0o666 & ~umask for f in weights)
 
 
+@pytest.mark.slow
 def test_evaluate_puts_scores_on_the_card_and_keeps_libraries_quiet(tiny_run, builtin_data, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("eval"))

@@ -80,6 +80,7 @@ def test_feedback_is_stored_and_read_back(url, store):
     assert httpx.post(f"{url}/v1/feedback", json={"id": r["id"], "rating": "meh"}).status_code == 400
 
 
+@pytest.mark.slow
 def test_adapters_of_one_base_share_it_and_answer_as_if_alone(tiny_runs):
     runs = [tiny_runs("lora")[0].out, tiny_runs("dora")[0].out]
     shared = load_agents(runs, device="cpu")

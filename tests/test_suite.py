@@ -44,6 +44,7 @@ def suite_copy(suite_run, tmp_path):
     return out
 
 
+@pytest.mark.slow
 def test_suite_runs_records_failure_and_continues(suite_run):
     out, results, logs = suite_run
     status = {e["name"]: e["status"] for e in results["entries"]}
@@ -67,6 +68,7 @@ def test_suite_runs_records_failure_and_continues(suite_run):
     assert any("failed" in line.lower() for line in logs)
 
 
+@pytest.mark.slow
 def test_suite_resume_skips_finished_entries(suite_copy, tiny_suite):
     out = suite_copy
     before = (out / "variants" / "lora" / "eval" / "metrics.json").stat().st_mtime_ns
@@ -106,6 +108,7 @@ def test_report_renders_in_headless_chromium(suite_run, tmp_path):
     assert dom.count("<table>") >= 4 and dom.count("<img") == 3 and "supporttune report" in dom
 
 
+@pytest.mark.slow
 def test_report_rescore_recomputes_scores_from_predictions(suite_copy):
     """`report --rescore` recomputes every score from predictions.jsonl, here filling in semantic similarity,
     which was off when the suite ran."""

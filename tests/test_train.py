@@ -49,6 +49,7 @@ def test_qlora_counts_packed_4bit_weights_at_their_true_size(tiny_runs):
     assert qlora["trainable_params"] == lora["trainable_params"]
 
 
+@pytest.mark.slow
 def test_loss_falls_on_the_tiny_model(tiny_train_cfg):
     # 6 steps over the same 4 pairs (3 epochs): the mean of the last 3 losses is ~0.2 under the first 3
     cfg = tiny_train_cfg(max_steps=6, lr=2e-2, r=8, alpha=16, targets=["q_proj", "k_proj", "v_proj", "o_proj",
@@ -69,6 +70,7 @@ class _Interrupt(TrainerCallback):
             os.kill(os.getpid(), signal.SIGINT)
 
 
+@pytest.mark.slow
 def test_interrupt_then_resume_matches_uninterrupted_run(tiny_train_cfg, tmp_path):
     common = dict(max_steps=4, save_steps=100, max_val_samples=2)  # the only checkpoint is the interrupt's
     straight = tiny_train_cfg(out=tmp_path / "straight", **common)
@@ -102,6 +104,7 @@ class _Poison(TrainerCallback):
                         p.fill_(float("nan"))
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_train_cfg):
     cfg = tiny_train_cfg(max_steps=8, save_steps=2)
     with pytest.raises(RunFailed, match=r"loss became nan at step 5.*checkpoint-4"):

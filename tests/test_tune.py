@@ -75,6 +75,7 @@ def test_refuses_a_foreign_or_changed_directory(tmp_path):
     assert (tmp_path / "other" / "x").read_text() == "keep"
 
 
+@pytest.mark.slow
 def test_sampler_draws_the_same_trials_resumed_or_not(tmp_path):
     from supporttune.tune.search import _sampler
 
@@ -113,6 +114,7 @@ def _trial_rows(out):
     return json.loads((out / "tune_results.json").read_text())["trials"]
 
 
+@pytest.mark.slow
 def test_search_resumes_after_more_trials_ctrl_c_and_a_killed_process(tiny_model_dir, builtin_data, tmp_path):
     from typer.testing import CliRunner
 
@@ -130,6 +132,8 @@ def test_search_resumes_after_more_trials_ctrl_c_and_a_killed_process(tiny_model
         assert {"config.yaml", "loss.jsonl", "train_summary.json"} <= {p.name for p in run.iterdir()}
         assert not (run / "checkpoints").exists()
     assert (out / "tune_search.png").stat().st_size > 1000 and "| trial | state |" in (out / "tune_report.md").read_text()
+    table = [line for line in (out / "tune_report.md").read_text().splitlines() if line.startswith("|")]
+    assert table[1].count("|---") == table[0].count("|") - 1  # the table renders: one delimiter cell per header cell
     cfg = load_tune(config)
     assert run_tune(cfg, out, 2, log=lambda m: None)["trials"] == first  # nothing left to do
 
@@ -156,6 +160,7 @@ def test_search_resumes_after_more_trials_ctrl_c_and_a_killed_process(tiny_model
     assert set(results["search_space"]) == {"lr", "r", "targets"} and results["study"]["sampler"]["seed"] == 0
 
 
+@pytest.mark.slow
 def test_pruning_stops_training_and_leaves_a_finished_run(tiny_train_cfg, tmp_path):
     import optuna
 
@@ -172,6 +177,7 @@ def test_pruning_stops_training_and_leaves_a_finished_run(tiny_train_cfg, tmp_pa
     assert (cfg.out / "adapter_model.safetensors").is_file() and (cfg.out / "train_summary.json").is_file()
 
 
+@pytest.mark.slow
 def test_rouge_objective_generates_on_the_validation_split(tiny_model_dir, builtin_data, tmp_path):
     doc = _doc(tiny_model_dir, builtin_data, objective="rougeL", pruner={"type": "none"},
                eval={"limit": 2, "max_new_tokens": 4, "semantic": False, "perplexity": False, "latency_samples": 0,

@@ -170,8 +170,8 @@ def markdown(results: dict, has_plot: bool) -> str:
     if has_plot:
         lines += [f"![search]({results['files']['plot']})", ""]
     keys = list(results["search_space"])
-    lines += ["| trial | state | " + " | ".join([o["metric"], *keys, "steps", "seconds"]) + " |",
-              "|---" * (len(keys) + 6) + "|"]
+    header = ["trial", "state", o["metric"], *keys, "steps", "seconds"]
+    lines += ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]  # as many delimiter cells as headers
     for r in results["trials"]:
         state = "interrupted" if r["interrupted"] else r["state"].lower()
         if r.get("pruned_at_step") is not None:
