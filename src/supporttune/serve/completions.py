@@ -20,13 +20,10 @@ from .config import ServeOptions
 from .local import Params, Prompt
 
 
-def add_completions(app: FastAPI, pick: Callable, opts: ServeOptions, events: Callable, usage: Callable) -> None:
+def add_completions(app: FastAPI, admit: Callable, opts: ServeOptions, events: Callable, usage: Callable) -> None:
     @app.post("/v1/completions")
     async def completions(req: CompletionRequest, request: Request):
-        bad = req.unsupported()
-        if bad:
-            return error(400, bad[1], param=bad[0], code="unsupported_parameter")
-        s = pick(req.model)
+        s = admit(req)  # the server's check of parameters and model, as for chat completions
         if isinstance(s, JSONResponse):
             return s
         text = req.text()

@@ -107,6 +107,13 @@ def create_app(agents: Agent | list[Agent], opts: ServeOptions | None = None) ->
         s = router.pick(model)
         return model_not_found(model or "") if s is None else s
 
+    def admit(req) -> Served | JSONResponse:
+        """An OpenAI-shaped request's agent, or the error for a parameter it cannot honour or an unknown model."""
+        bad = req.unsupported()
+        if bad:
+            return error(400, bad[1], param=bad[0], code="unsupported_parameter")
+        return pick(req.model)
+
     def empty() -> JSONResponse:
         return error(400, "the customer message is empty or only whitespace", param="message")
 
@@ -144,10 +151,7 @@ def create_app(agents: Agent | list[Agent], opts: ServeOptions | None = None) ->
 
     @app.post("/v1/chat/completions")
     async def chat_completions(req: ChatRequest, request: Request):
-        bad = req.unsupported()
-        if bad:
-            return error(400, bad[1], param=bad[0], code="unsupported_parameter")
-        s = pick(req.model)
+        s = admit(req)
         if isinstance(s, JSONResponse):
             return s
         last = max((i for i, m in enumerate(req.messages) if m.role == "user"), default=None)
@@ -201,7 +205,7 @@ def create_app(agents: Agent | list[Agent], opts: ServeOptions | None = None) ->
         await asyncio.to_thread(append, path, record(req, served_row))
         return {"object": "feedback", "id": req.id, "model": served_row["model"], "rating": req.rating, "stored": True}
 
-    add_completions(app, pick, opts, _events, _usage)
+    add_completions(app, admit, opts, _events, _usage)
     return app
 
 
