@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from pathlib import Path
 
 import torch
 
 from .. import rundir
-from ..core.errors import Interrupted, RunFailed, UserError
+from ..core.errors import UserError
 from ..core.io import read_json, sha256_file, write_json
 from ..core.memory import PeakTracker, free_memory
 from ..core.provenance import provenance
@@ -35,8 +34,8 @@ from . import methods
 from .collate import GlobalOrderSampler
 from .config import TrainConfig
 from .prefdata import encode, read_preferences, split_counts
-from .stage import _check_run_dir, _last_checkpoint, _truncate_log, check_run_dir, parallel_plan, _training_args
-from .trainer import NonFiniteLoss, install_signal_handlers, restore_signal_handlers, trainer_classes
+from .stage import _check_run_dir, _training_args, _truncate_log, check_run_dir, parallel_plan, run_training
+from .trainer import NonFiniteLoss, trainer_classes
 
 # what a child takes from its parent: the adapter it continues and the prompt it was trained with
 INHERITED = ("model", "method", "r", "alpha", "dropout", "targets", "virtual_tokens", "prompt_init", "init_text",
@@ -203,19 +202,7 @@ def train_preference(cfg: TrainConfig, callbacks: list | None = None) -> dict:
                       callbacks=[log, *(callbacks or [])])
     trainer.global_batch = plan["global_batch"]
     log.trainer = trainer
-    handlers = install_signal_handlers(log)
-    t0 = time.perf_counter()
-    try:
-        result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    except NonFiniteLoss as e:
-        raise RunFailed(f"{e}; stopped. Last good checkpoint: {_last_checkpoint(out) or 'none yet'} "
-                        f"(lower --lr or --beta, or check the preference data)") from None
-    finally:
-        restore_signal_handlers(handlers)
-    wall = time.perf_counter() - t0
-    if log.interrupted:
-        raise Interrupted(f"interrupted at step {trainer.state.global_step}; checkpoint saved in {out / CHECKPOINTS}. "
-                          f"Rerun with --resume to continue.")
+    result, wall = run_training(trainer, log, out, resume_from, "lower --lr or --beta, or check the preference data")
     policy.save_pretrained(out, selected_adapters=["default"])  # the child adapter; not TRL's frozen "ref" copy
     losses = [r["train_loss"] for r in rundir.loss_log(out) if "train_loss" in r]
     summary = {

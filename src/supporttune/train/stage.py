@@ -231,20 +231,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> dict:
             cb.logging_dir = str(out / rundir.TENSORBOARD)
     if cfg.fsdp and not trainer.is_fsdp_enabled:
         raise RunFailed("--fsdp was asked for, but the Trainer did not enable FSDP (launch with --nproc)")
-    handlers = install_signal_handlers(log)
-    t0 = time.perf_counter()
-    try:
-        result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    except NonFiniteLoss as e:
-        last = _last_checkpoint(out)
-        raise RunFailed(f"{e}; stopped. Last good checkpoint: {last or 'none yet'} "
-                        f"(lower --lr, or check the data)") from None
-    finally:
-        restore_signal_handlers(handlers)
-    wall = time.perf_counter() - t0
-    if log.interrupted:
-        raise Interrupted(f"interrupted at step {trainer.state.global_step}; checkpoint saved in {out / CHECKPOINTS}. "
-                          f"Rerun with --resume to continue.")
+    result, wall = run_training(trainer, log, out, resume_from, "lower --lr, or check the data")
     final_val = None
     if distributed.is_main() and (out / rundir.LOSS).exists():
         logged = [r for r in rundir.loss_log(out) if "val_loss" in r]
@@ -312,6 +299,26 @@ def _data_sentiment(data: Path) -> str:
         return read_json(report).get("config", {}).get("sentiment", "vader")
     return "vader"
 
+
+
+def run_training(trainer, log, out: Path, resume_from, hint: str):
+    """``trainer.train()`` with Ctrl-C/SIGTERM finishing the step and the NaN guard: (result, wall seconds).
+
+    Shared by SFT and the preference objectives, so both stop, say and resume alike.
+    """
+    handlers = install_signal_handlers(log)
+    t0 = time.perf_counter()
+    try:
+        result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except NonFiniteLoss as e:
+        raise RunFailed(f"{e}; stopped. Last good checkpoint: {_last_checkpoint(out) or 'none yet'} ({hint})") from None
+    finally:
+        restore_signal_handlers(handlers)
+    wall = time.perf_counter() - t0
+    if log.interrupted:
+        raise Interrupted(f"interrupted at step {trainer.state.global_step}; checkpoint saved in {out / CHECKPOINTS}. "
+                          f"Rerun with --resume to continue.")
+    return result, wall
 
 def _last_checkpoint(out: Path) -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
