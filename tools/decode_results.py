@@ -2,7 +2,7 @@
 
 For every seed's val split it selects a reply per message for each (temperature, N, utility) with the
 project's MBR core (inference/mbr.py), over the pool [greedy] + the first N samples, and scores it with the
-project's metrics. The configuration with the best mean val ROUGE-L over the seeds is then scored on the
+project's metrics. For each --select metric, the configuration with the best mean val score over the seeds is then scored on the
 test split (3 seeds) with CIs and paired tests against greedy (today's recipe), beam search, one sample,
 and the retrieval and constant baselines (evaluated here by evaluate/baselines.py). Writes numbers only.
 
@@ -28,7 +28,7 @@ def _quick(examples: list[dict], texts: list[str]) -> dict:
     refs = [ex["output"] for ex in examples]
     rows = per_example_scores(texts, refs, semantic=False)
     m = corpus_scores(texts, refs, rows)
-    return {k: round(m[k], 3) for k in ("rougeL", "sacrebleu", "chrf") if m.get(k) is not None}
+    return {k: round(m[k], 3) for k in ("rougeL", "bleu", "chrf") if m.get(k) is not None}
 
 
 def _full(examples: list[dict], texts: list[str]):
@@ -64,6 +64,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--ns", default="4,8,16")
     p.add_argument("--utilities", default="chrf,rouge_l,bleu,mix")
+    p.add_argument("--select", default="rougeL,bleu", help="val metrics that each choose one MBR setting for test")
     args = p.parse_args()
     from supporttune.data.split import load_split
     from supporttune.metrics.scores import select
@@ -81,30 +82,31 @@ def main() -> None:
         for n in ns:
             for u in args.utilities.split(","):
                 per_seed = {s: _quick(split_rows["val"], _pick(d["val"], t, n, u)) for s, d in seeds.items()}
-                mean = {k: round(statistics.mean(v[k] for v in per_seed.values()), 3) for k in ("rougeL", "sacrebleu", "chrf")}
+                mean = {k: round(statistics.mean(v[k] for v in per_seed.values()), 3) for k in ("rougeL", "bleu", "chrf")}
                 grid.append({"temperature": float(t), "n": n, "utility": u, "val_mean": mean})
                 print(json.dumps(grid[-1]), flush=True)
     val_greedy = {k: round(statistics.mean(_quick(split_rows["val"], [r["greedy"] for r in d["val"]])[k]
-                                           for d in seeds.values()), 3) for k in ("rougeL", "sacrebleu", "chrf")}
-    best = max(grid, key=lambda g: g["val_mean"]["rougeL"])
-    t_best, n_best, u_best = str(best["temperature"]), best["n"], best["utility"]
+                                           for d in seeds.values()), 3) for k in ("rougeL", "bleu", "chrf")}
+    chosen = {m: max(grid, key=lambda g, m=m: g["val_mean"][m]) for m in args.select.split(",")}
 
+    first = next(iter(chosen))
     test = split_rows["test"]
-    report = {"val_greedy_mean": val_greedy, "val_grid": grid, "chosen_on_val": best, "test": {}}
+    report = {"val_greedy_mean": val_greedy, "val_grid": grid, "chosen_on_val": chosen, "test": {}}
     fixed = {"retrieval": _baseline("retrieval", args.data, test), "constant": _baseline("constant", args.data, test)}
     scored_fixed = {k: _full(test, v) for k, v in fixed.items()}
     keys = [m.key for m in select(test=True)]
     for s, d in seeds.items():
         entries = {"greedy": [r["greedy"] for r in d["test"]], "beam": [r["beam"] for r in d["test"]],
-                   "sample": [r["samples"][t_best][0] for r in d["test"]],
-                   "mbr": _pick(d["test"], t_best, n_best, u_best)}
+                   "sample": [r["samples"][str(chosen[first]["temperature"])][0] for r in d["test"]]}
+        for m, g in chosen.items():
+            entries[f"mbr_{m}"] = _pick(d["test"], str(g["temperature"]), g["n"], g["utility"])
         scored = {k: _full(test, v) for k, v in entries.items()} | scored_fixed
         out = {}
         for name, (rows, metrics, _) in scored.items():
-            out[name] = {k: metrics.get(k) for k in ("rougeL", "sacrebleu", "chrf", "semantic_sim", "bleu")}
-            out[name]["ci"] = {k: metrics["ci"].get(k) for k in ("rougeL", "sacrebleu", "chrf", "semantic_sim")}
+            out[name] = {k: metrics.get(k) for k in ("rougeL", "bleu", "chrf", "semantic_sim", "bleu")}
+            out[name]["ci"] = {k: metrics["ci"].get(k) for k in ("rougeL", "bleu", "chrf", "semantic_sim")}
         tests = {}
-        for a in ("mbr", "greedy", "beam"):
+        for a in [f"mbr_{m}" for m in chosen] + ["greedy", "beam"]:
             for b in ("retrieval", "constant", "greedy"):
                 if a == b:
                     continue

@@ -21,7 +21,7 @@ one() {
 }
 t0=$(date +%s)
 mkdir -p /tmp/dpo
-for s in 1 2 3; do (one $s > /tmp/dpo/log$s.txt 2>&1; echo "seed $s rc=$?" >> /tmp/dpo/log$s.txt) & done
+for s in ${SEEDS:-1 2 3}; do (one $s > /tmp/dpo/log$s.txt 2>&1; echo "seed $s rc=$?" >> /tmp/dpo/log$s.txt) & done
 wait
 echo "wall $(( $(date +%s) - t0 )) s"; tail -n 3 /tmp/dpo/log*.txt
 tar czf "$OUT/dpo.tar.gz" -C /tmp dpo
