@@ -66,7 +66,8 @@ def store_for(fixed: Path | None, run: str | None) -> Path | None:
 
 def record(req: FeedbackRequest, served: dict) -> dict:
     return {"id": req.id, "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "model": served["model"], "run": served.get("run"), "rating": req.rating, "correction": req.correction,
+            "model": served["model"],
+            "run": str(Path(served["run"]).resolve()) if served.get("run") else None, "rating": req.rating, "correction": req.correction,
             "comment": req.comment, "message": served.get("message"), "history": served.get("history") or [],
             "brand": served.get("brand"), "instructions": served.get("instructions") or None,
             "reply": served.get("reply")}
