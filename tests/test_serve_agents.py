@@ -76,6 +76,7 @@ def test_feedback_is_stored_and_read_back(url, store):
     assert [(x["id"], x["model"], x["rating"]) for x in rows[-2:]] == [(r["id"], "b", "down"), (reply["id"], "a", "up")]
     assert rows[-2]["correction"] == "It ships tomorrow." and rows[-2]["reply"] == B_SAYS
     assert rows[-2]["message"] == "Where is my refund?" and rows[-1]["correction"] is None
+    assert rows[-2]["instructions"] is None  # no system message in the request (kept for the export)
     assert httpx.post(f"{url}/v1/feedback", json={"id": "nope", "rating": "up"}).json()["error"]["code"] == "response_not_found"
     assert httpx.post(f"{url}/v1/feedback", json={"id": r["id"], "rating": "meh"}).status_code == 400
 

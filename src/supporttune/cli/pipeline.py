@@ -162,7 +162,24 @@ def report(cfg: ReportConfig):
 @app.command()
 @options(PairsConfig, required=("run", "out"))
 def preferences(cfg: PairsConfig):
-    """Automatic preference pairs: each training message's reference reply chosen over a worse sampled/baseline reply."""
+    """Automatic preference pairs: each training message's reference reply chosen over a worse sampled/baseline reply.
+
+    With --feedback FILE: the pairs come from what users said to `serve` (POST /v1/feedback) about RUN's replies
+    instead: each correction chosen over the reply served (--shape kto: thumbs up/down as labels too).
+    """
+    if cfg.feedback is not None:
+        from ..pairs.feedback import export_feedback
+
+        c = export_feedback(cfg)  # every check before the tokenizer loads
+        what = "preference pairs (corrections)" if cfg.shape == "pairs" else "KTO rows (thumbs and corrections)"
+        skipped = ", ".join(f"{m} {n}" for m, n in c["skipped_other_agents"].items())
+        typer.echo(f"thumbs up in {cfg.feedback}: " + ", ".join(
+            f"{m} {t['up']}/{t['up'] + t['down']} ({100 * t['up_share']:.0f}%)" for m, t in c["thumbs"].items()))
+        typer.echo(f"wrote {c['rows']} {what} from {c['used']} of {c['records']} feedback records with {c['prompt']} "
+                   f"to {cfg.out}" + (f"; {c['without_correction']} without a correction left out (--shape kto "
+                                      f"uses them)" if c["without_correction"] else "")
+                   + (f"; skipped records of other agents: {skipped}" if skipped else ""))
+        return
     from ..pairs.auto import check, make_pairs
 
     check(cfg)  # before the model loads: the run, the data, the out file

@@ -25,12 +25,17 @@ def check(cfg: PairsConfig) -> tuple[object, Path, list[dict]]:
     record = read_record(cfg.run)
     data = Path(cfg.data or record.train.get("data", "data"))
     rows = load_split(data, "train")
+    check_out(cfg)
+    return record, data, rows[: cfg.limit] if cfg.limit else rows
+
+
+def check_out(cfg: PairsConfig) -> None:
+    """The out file may be written (a file, not there yet unless --force, in a writable folder)."""
     if cfg.out.is_dir():
         raise UserError(f"{cfg.out}: is a directory (give a .jsonl file)")
     if cfg.out.exists() and not cfg.force:
         raise UserError(f"{cfg.out}: exists (use --force to overwrite)")
     check_out_dir(cfg.out.parent)
-    return record, data, rows[: cfg.limit] if cfg.limit else rows
 
 
 def _baseline_replies(names: list[str], rows: list[dict], data: Path, retrieval: str) -> dict[str, list[str]]:
@@ -84,6 +89,10 @@ def pair_rows(rows: list[dict], candidates: list[list[tuple[str, str]]], utility
 
 def make_pairs(cfg: PairsConfig, log=lambda _m: None) -> dict:
     """Write the automatic pairs of ``cfg.run`` to ``cfg.out``; returns counts."""
+    if cfg.feedback is not None:  # served feedback: nothing to sample
+        from .feedback import export_feedback
+
+        return export_feedback(cfg)
     record, data, rows = check(cfg)
     candidates: list[list[tuple[str, str]]] = [[] for _ in rows]
     prompt_of = None

@@ -10,6 +10,8 @@ from pydantic import Field, field_validator, model_validator
 from ..config import StageConfig, split_csv
 
 AUTO_BASELINES = ("constant", "retrieval")  # the looked-up baselines (evaluate/baselines.py) a pair may take
+SAMPLING = ("data", "utility", "margin", "samples", "temperature", "baselines", "max_new_tokens", "limit",
+            "batch_size", "seed")  # the options of automatic pairs; --feedback samples nothing
 
 
 class PairsConfig(StageConfig):
@@ -33,6 +35,12 @@ class PairsConfig(StageConfig):
     seed: int = Field(0, ge=0, lt=2**32, description="Sampling seed.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to sample.")
     force: bool = Field(False, description="Overwrite an existing --out file.")
+    feedback: Path | None = Field(None, description="Make the file from serve's feedback store instead (RUN/feedback."
+                                                    "jsonl, or serve's --feedback FILE): each correction chosen over "
+                                                    "the served reply; nothing is sampled, no model loads.")
+    shape: Literal["pairs", "kto"] = Field("pairs", description="With --feedback: pairs = {prompt, chosen, rejected} "
+                                           "(corrections; DPO/ORPO/KTO); kto = {prompt, completion, label} (thumbs "
+                                           "up/down and corrections as desirable/undesirable replies; KTO).")
 
     @field_validator("baselines", mode="before")
     @classmethod
@@ -41,6 +49,14 @@ class PairsConfig(StageConfig):
 
     @model_validator(mode="after")
     def _check(self) -> "PairsConfig":
+        if self.feedback is not None:
+            foreign = [k for k in SAMPLING if k in self.model_fields_set]
+            if foreign:
+                raise ValueError(f"--{foreign[0].replace('_', '-')} is an option of automatic pairs; --feedback "
+                                 f"samples nothing")
+            return self
+        if self.shape != "pairs":
+            raise ValueError("--shape goes with --feedback (automatic pairs are pairs)")
         unknown = [b for b in self.baselines if b not in AUTO_BASELINES]
         if unknown:
             raise ValueError(f"unknown baseline(s) {', '.join(unknown)} for pairs (choose from {', '.join(AUTO_BASELINES)})")

@@ -7,15 +7,18 @@ else ``feedback.jsonl`` in the run directory of the agent that answered (rundir.
     {"id": "chatcmpl-...", "time": "2025-01-01T12:00:00+00:00", "model": "lora-r8", "run": "/abs/run",
      "rating": "up" | "down", "correction": "the reply it should have given" | null, "comment": str | null,
      "message": "the customer's message", "history": [{"role", "content"}, ...], "brand": str | null,
-     "reply": "what the agent said"}
+     "instructions": "a client's system message" | null, "reply": "what the agent said"}
 
-``read_feedback`` reads a store back (the rating export and the preference pairs can use it:
-a correction is a preferred reply over ``reply``).
+``read_feedback`` reads a store back as it is; ``load_feedback`` reads it for an export and checks
+every line first (one line naming FILE:LINE on the first bad one). ``supporttune preferences RUN
+--feedback FILE`` (pairs/feedback.py) turns it into a preference file: a correction is preferred
+over ``reply``, and thumbs are KTO's desirable/undesirable labels.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -23,8 +26,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from ..core.errors import UserError
 from ..core.io import append_jsonl, iter_jsonl
-from ..rundir import feedback_path
+from ..rundir import FEEDBACK, feedback_path
 
 RECENT = 10000
 
@@ -62,9 +66,11 @@ def store_for(fixed: Path | None, run: str | None) -> Path | None:
 
 def record(req: FeedbackRequest, served: dict) -> dict:
     return {"id": req.id, "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "model": served["model"], "run": served.get("run"), "rating": req.rating, "correction": req.correction,
+            "model": served["model"],
+            "run": str(Path(served["run"]).resolve()) if served.get("run") else None, "rating": req.rating, "correction": req.correction,
             "comment": req.comment, "message": served.get("message"), "history": served.get("history") or [],
-            "brand": served.get("brand"), "reply": served.get("reply")}
+            "brand": served.get("brand"), "instructions": served.get("instructions") or None,
+            "reply": served.get("reply")}
 
 
 _WRITE = threading.Lock()
@@ -77,3 +83,49 @@ def append(path: Path, row: dict) -> None:
 
 def read_feedback(path: Path) -> list[dict]:
     return list(iter_jsonl(Path(path))) if Path(path).is_file() else []
+
+
+REQUIRED = ("id", "model", "rating", "message", "reply")  # what an export cannot do without
+
+
+def check_record(row, where: str) -> dict:
+    """One record, checked for what an export reads; one line saying what is wrong (``where`` = FILE:LINE)."""
+    if not isinstance(row, dict):
+        raise UserError(f"{where}: not a JSON object (a feedback record)")
+    missing = [k for k in REQUIRED if not isinstance(row.get(k), str) or not row[k].strip()]
+    if missing:
+        raise UserError(f"{where}: feedback record without {', '.join(repr(k) for k in missing)} "
+                        f"(each line is one POST /v1/feedback record; serve/feedback.py documents the format)")
+    if row["rating"] not in ("up", "down"):
+        raise UserError(f"{where}: rating {row['rating']!r} is not 'up' or 'down'")
+    for key in ("correction", "brand", "instructions", "run"):
+        if row.get(key) is not None and not isinstance(row[key], str):
+            raise UserError(f"{where}: {key!r} must be text or null")
+    history = row.get("history") or []
+    if not isinstance(history, list) or not all(
+            isinstance(t, dict) and t.get("role") in ("user", "assistant") and isinstance(t.get("content"), str)
+            for t in history):
+        raise UserError(f"{where}: 'history' must be a list of {{\"role\": \"user\"|\"assistant\", \"content\": text}}")
+    return row
+
+
+def load_feedback(path: Path) -> list[tuple[int, dict]]:
+    """``(line number, record)`` of every record of a store, each checked; blank lines are skipped."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory (give the feedback JSONL file, e.g. RUN/{FEEDBACK})")
+    if not path.is_file():
+        raise UserError(f"{path}: file not found (serve writes RUN/{FEEDBACK}, or --feedback FILE)")
+    out = []
+    with path.open(encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}:{i}: not valid JSON ({e.msg})") from None
+            out.append((i, check_record(row, f"{path}:{i}")))
+    if not out:
+        raise UserError(f"{path}: no feedback records (an empty file)")
+    return out

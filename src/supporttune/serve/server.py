@@ -72,7 +72,8 @@ def create_app(agents: Agent | list[Agent], opts: ServeOptions | None = None) ->
 
     def remember(rid: str, s: Served, example: dict, reply: str) -> None:
         recent.remember(rid, {"model": s.name, "run": s.run, "message": example["input"], "brand": example.get("brand"),
-                              "history": example.get("history"), "reply": reply})
+                              "history": example.get("history"), "instructions": example.get("instructions"),
+                              "reply": reply})
 
     async def lifespan(app: FastAPI):
         for s in served:

@@ -12,7 +12,10 @@ Rows accepted (one JSON object a line):
   * pairs (dpo, orpo, kto): ``{"prompt"|"messages"|"id", "chosen", "rejected"}``; prompt = chat messages
     (chat format) or text (plain format); a reply = text or ``[{"role": "assistant", ...}]``; TRL's
     implicit-prompt form (``chosen``/``rejected`` whole conversations) too;
-  * unpaired (kto only): ``{"prompt"|"messages"|"id", "completion", "label": true|false}``.
+  * unpaired (kto only): ``{"prompt"|"messages"|"id", "completion", "label": true|false}``;
+  * a live message (``serve``'s feedback, exported by ``preferences --feedback``) is no example of the
+    run's data: its row carries the example itself, ``"example": {"input", "history", "brand", tags ...}``
+    (what serve rendered), and the prompt is rebuilt from it by the same builder (split ``live``).
 Everything here but ``encode`` runs before any model loads: a bad file fails in one line.
 """
 
@@ -28,6 +31,7 @@ from ..prompting.builder import PLAIN, PromptBuilder, encode_reply
 from ..prompting.spec import PromptSpec
 
 SPLITS = ("train", "val", "test")
+LIVE = "live"  # rows that carry their own example (a served message), not one of the run's data
 
 
 @dataclass
@@ -82,8 +86,20 @@ def _is_messages(value) -> bool:
     return isinstance(value, list) and all(isinstance(m, dict) and "role" in m and "content" in m for m in value)
 
 
+def _live(example, where: str) -> dict:
+    """A row's own example (a served message), checked as far as the prompt builder reads it."""
+    history = example.get("history") if isinstance(example, dict) else None
+    if not (isinstance(example, dict) and isinstance(example.get("input"), str) and example["input"].strip()):
+        raise UserError(f"{where}: 'example' must be an object with the customer message as 'input'")
+    if history is not None and not (isinstance(history, list) and all(_is_messages([t]) for t in history)):
+        raise UserError(f"{where}: the example's 'history' must be a list of {{role, content}} turns")
+    return dict(example)
+
+
 def _locate(row: dict, where: str, spec: PromptSpec, examples: Examples, data: Path) -> tuple[dict, str, object]:
     """(example, split, the prompt as given) for a row, or one line saying why it is not from the run."""
+    if row.get("example") is not None:
+        return _live(row["example"], where), LIVE, row.get("prompt", row.get("messages"))
     if "id" in row and row["id"] is not None:
         found = examples.by_id.get(str(row["id"]))
         if found is None:
@@ -150,8 +166,8 @@ def read_preferences(path: Path, objective: str, spec: PromptSpec, data: Path) -
 
 
 def split_counts(rows: list[PreferenceRow]) -> dict[str, int]:
-    """How many rows come from each split (test rows mean the child's test scores are not held out)."""
-    return {s: sum(r.split == s for r in rows) for s in SPLITS}
+    """How many rows come from each split (test rows mean the child's test scores are not held out; live: served)."""
+    return {s: sum(r.split == s for r in rows) for s in (*SPLITS, LIVE)}
 
 
 @dataclass
