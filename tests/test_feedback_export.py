@@ -100,6 +100,21 @@ def test_a_response_rated_twice_counts_once(parent, tmp_path):
     assert [(r["rating"], r["correction"]) for r in records] == [("down", "better")] and counts["records"] == 1
 
 
+def test_feedback_model_picks_records_by_served_name(parent, tmp_path):
+    from supporttune.pairs.feedback import select
+
+    path = tmp_path / "f.jsonl"  # a store written on another machine: its run paths are not ours
+    write_jsonl(path, [_rec(1, "/srv/runs/lora", "up", model="lora"), _rec(2, "/srv/runs/b", "down", model="b")])
+    with pytest.raises(UserError, match="--feedback-model"):
+        select(path, parent)
+    records, counts = select(path, parent, model="lora")
+    assert [r["id"] for r in records] == ["chatcmpl-1"] and counts["skipped_other_agents"] == {"b": 1}
+    with pytest.raises(UserError, match="no feedback about model 'c'"):
+        select(path, parent, model="c")
+    with pytest.raises(ValidationError, match="--feedback-model go with --feedback"):
+        PairsConfig(run=parent, out=tmp_path / "p.jsonl", feedback_model="lora")
+
+
 @pytest.mark.parametrize("lines,needle", [
     (["{\"id\": 1"], ":1: not valid JSON"),
     (["", "[1]"], ":2: not a JSON object"),
@@ -124,7 +139,7 @@ def test_bad_stores_fail_in_one_line_naming_file_and_line(lines, needle, tmp_pat
 def test_config_rules_and_cli_errors(parent, store, tmp_path):
     with pytest.raises(ValidationError, match="--samples is an option of automatic pairs"):
         PairsConfig(run=parent, out=tmp_path / "x.jsonl", feedback=store, samples=2)
-    with pytest.raises(ValidationError, match="--shape goes with --feedback"):
+    with pytest.raises(ValidationError, match="--shape and --feedback-model go with --feedback"):
         PairsConfig(run=parent, out=tmp_path / "x.jsonl", shape="kto")
     res = run_cli("preferences", "--run", parent, "--out", tmp_path / "x.jsonl", "--feedback", tmp_path / "nope.jsonl")
     assert res.returncode == 2 and "nope.jsonl: file not found" in res.stderr and "Traceback" not in res.stderr

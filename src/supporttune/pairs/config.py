@@ -38,6 +38,9 @@ class PairsConfig(StageConfig):
     feedback: Path | None = Field(None, description="Make the file from serve's feedback store instead (RUN/feedback."
                                                     "jsonl, or serve's --feedback FILE): each correction chosen over "
                                                     "the served reply; nothing is sampled, no model loads.")
+    feedback_model: str | None = Field(None, description="With --feedback: take the records served as this model "
+                                       "name instead of those whose recorded run path is RUN (a store from another "
+                                       "machine, or a run that moved).")
     shape: Literal["pairs", "kto"] = Field("pairs", description="With --feedback: pairs = {prompt, chosen, rejected} "
                                            "(corrections; DPO/ORPO/KTO); kto = {prompt, completion, label} (thumbs "
                                            "up/down and corrections as desirable/undesirable replies; KTO).")
@@ -55,8 +58,8 @@ class PairsConfig(StageConfig):
                 raise ValueError(f"--{foreign[0].replace('_', '-')} is an option of automatic pairs; --feedback "
                                  f"samples nothing")
             return self
-        if self.shape != "pairs":
-            raise ValueError("--shape goes with --feedback (automatic pairs are pairs)")
+        if self.shape != "pairs" or self.feedback_model is not None:
+            raise ValueError("--shape and --feedback-model go with --feedback")
         unknown = [b for b in self.baselines if b not in AUTO_BASELINES]
         if unknown:
             raise ValueError(f"unknown baseline(s) {', '.join(unknown)} for pairs (choose from {', '.join(AUTO_BASELINES)})")

@@ -45,21 +45,26 @@ def thumbs(records: list[dict]) -> dict[str, dict]:
     return out
 
 
-def select(path: Path, run: Path) -> tuple[list[dict], dict]:
-    """RUN's records of the store (latest per response id) and counts; one line if none is RUN's."""
+def select(path: Path, run: Path, model: str | None = None) -> tuple[list[dict], dict]:
+    """RUN's records of the store (latest per response id) and counts; one line if none is RUN's.
+
+    RUN's records are those whose recorded run path is RUN, or, given ``model``, those served under that
+    model name (the store came from another machine, or the run moved)."""
     latest: dict[str, dict] = {}
     for _, row in load_feedback(path):
         latest[row["id"]] = row  # rated twice: the latest record counts
     records = list(latest.values())
-    mine = [r for r in records if _same_run(r.get("run"), run)]
+    ours = (lambda r: r["model"] == model) if model else (lambda r: _same_run(r.get("run"), run))
+    mine = [r for r in records if ours(r)]
     others: dict[str, int] = {}
     for r in records:
-        if not _same_run(r.get("run"), run):
+        if not ours(r):
             others[r["model"]] = others.get(r["model"], 0) + 1
     if not mine:
         seen = ", ".join(f"{m} ({n})" for m, n in sorted(others.items()))
-        raise UserError(f"{path}: no feedback about {run}'s replies (the records are about: {seen}); give the run "
-                        f"that served them")
+        wanted = f"model '{model}'" if model else f"{run}'s replies"
+        raise UserError(f"{path}: no feedback about {wanted} (the records are about: {seen}); give the run that "
+                        f"served them, or --feedback-model NAME")
     return mine, {"records": len(records), "skipped_other_agents": others, "thumbs": thumbs(records)}
 
 
@@ -96,7 +101,7 @@ def export_feedback(cfg: PairsConfig) -> dict:
 
     read_record(cfg.run)  # a finished run: `train --from RUN` will need its adapter
     check_out(cfg)
-    records, counts = select(cfg.feedback, cfg.run)
+    records, counts = select(cfg.feedback, cfg.run, cfg.feedback_model)
     source = PromptSource.from_run(cfg.run)
     rows, unused = feedback_rows(records, source, cfg.shape)
     if not rows:
