@@ -2,7 +2,8 @@
 
 Expensive things are session-scoped: the tiny model, the built-in data and one tiny run per
 method (``tiny_runs``). A test that needs its own run (resume, NaN guard, ...) builds it with
-``tiny_train_cfg``. Fast subset: ``make test-fast`` (``-m "not slow and not browser and not multiprocess"``).
+``tiny_train_cfg``. Fast subset: ``make test-fast`` (``-m "not slow and not browser and not multiprocess"``, on two
+pytest-xdist workers with ``--dist loadfile``: each worker builds the session fixtures it uses once).
 """
 
 from __future__ import annotations
