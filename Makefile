@@ -29,7 +29,7 @@ test: $(STAMP)
 
 # The fast subset (no real model): under 90 s on this 2-core machine. Two pytest-xdist workers, one test file
 # each at a time (session fixtures are built once per worker; module fixtures once): each worker runs torch on one
-# thread, so two use both cores (62 s vs 112 s in one process). It lists its slowest tests, to keep it fast.
+# thread, so two use both cores (64-66 s vs 101 s in one process, load average ~1.5). It lists its slowest tests, to keep it fast.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not browser and not multiprocess" -n 2 --dist loadfile --durations=10
 
