@@ -27,9 +27,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# The fast subset (under 90 s on 2 cores; no real model): it lists its slowest tests, to keep it fast.
+# The fast subset (no real model): under 90 s on this 2-core machine. Two pytest-xdist workers, one test file
+# each at a time (session fixtures are built once per worker; module fixtures once): each worker runs torch on one
+# thread, so two use both cores (64-66 s vs 101 s in one process, load average ~1.5). It lists its slowest tests, to keep it fast.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow and not browser and not multiprocess" --durations=10
+	$(BIN)/python -m pytest -q -m "not slow and not browser and not multiprocess" -n 2 --dist loadfile --durations=10
 
 clean:
 	rm -rf $(VENV) runs

@@ -2,7 +2,8 @@
 
 Expensive things are session-scoped: the tiny model, the built-in data and one tiny run per
 method (``tiny_runs``). A test that needs its own run (resume, NaN guard, ...) builds it with
-``tiny_train_cfg``. Fast subset: ``make test-fast`` (``-m "not slow and not browser and not multiprocess"``).
+``tiny_train_cfg``. Fast subset: ``make test-fast`` (``-m "not slow and not browser and not multiprocess"``, on two
+pytest-xdist workers with ``--dist loadfile``: each worker builds the session fixtures it uses once).
 """
 
 from __future__ import annotations
@@ -78,28 +79,64 @@ def twcs_path() -> Path:
     return SHARED_TWCS
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    """A 2-layer, 64-wide random Llama with the embedded model's real tokenizer and chat template."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+def _embedded_tokenizer_dir() -> Path:
+    """The embedded model's tokenizer as plain files, converted from the GGUF once per machine, not per session.
+
+    Parsing the GGUF's 49k-token vocabulary and merges in Python takes ~5 s of CPU (the single biggest set-up
+    cost of the fast subset); loading the same tokenizer from tokenizer.json takes ~0.3 s. The cache key holds
+    the GGUF's path, size and mtime and the transformers version, so a new model file or library converts again.
+    ``SUPPORTTUNE_TEST_CACHE`` moves the cache (default ``~/.cache/supporttune-tests``).
+    """
+    import hashlib
+    import shutil
+    import tempfile
+
+    import transformers
+    from transformers import AutoTokenizer
 
     from supporttune.models.loading import gguf_location
 
     gguf = gguf_location()
-    out = tmp_path_factory.mktemp("tiny-llama")
+    st = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}|{st.st_size}|{st.st_mtime_ns}|{transformers.__version__}".encode()).hexdigest()[:16]
+    root = Path(os.environ.get("SUPPORTTUNE_TEST_CACHE") or Path.home() / ".cache" / "supporttune-tests")
+    cached = root / f"tokenizer-{key}"
+    if (cached / "tokenizer.json").is_file():
+        return cached
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tok-"))
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tok.save_pretrained(tmp)
+    # The same JSON without indentation: every train and agent load parses tokenizer.json several times
+    # (0.20 -> 0.15 s of CPU per load, ~70 loads in the fast subset).
+    doc = json.loads((tmp / "tokenizer.json").read_text(encoding="utf-8"))
+    (tmp / "tokenizer.json").write_text(json.dumps(doc, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
+    try:
+        tmp.rename(cached)  # atomic: a concurrent session (or xdist worker) sees all files or none
+    except OSError:  # another process won the race: its copy is the same
+        shutil.rmtree(tmp, ignore_errors=True)
+    return cached
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A 2-layer, 64-wide random Llama with the embedded model's real tokenizer and chat template."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+
+    out = tmp_path_factory.mktemp("tiny-llama")
+    tok_dir = _embedded_tokenizer_dir()
+    tok = AutoTokenizer.from_pretrained(tok_dir)
     config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
                          tie_word_embeddings=True, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
                          bos_token_id=tok.bos_token_id)
     torch.manual_seed(0)
     AutoModelForCausalLM.from_config(config).save_pretrained(out)
-    tok.save_pretrained(out)
-    # The same JSON without indentation: every train and agent load parses tokenizer.json several times
-    # (0.20 -> 0.15 s of CPU per load, ~70 loads in the fast subset).
-    doc = json.loads((out / "tokenizer.json").read_text(encoding="utf-8"))
-    (out / "tokenizer.json").write_text(json.dumps(doc, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
+    for f in tok_dir.iterdir():
+        shutil.copy2(f, out / f.name)
     _freeze()
     return out
 
@@ -114,9 +151,10 @@ def builtin_data(tmp_path_factory) -> Path:
     return out
 
 
-# Fast train settings on the tiny model: a few steps, small batches, few validation pairs.
+# Fast train settings on the tiny model: a few steps, small batches, two validation pairs (each validation
+# pass scores them at 49k-token logits: 8 pairs cost ~0.5 s a run and no test reads more than a val loss).
 TINY_TRAIN = dict(method="lora", max_steps=6, batch_size=2, grad_accum=1, save_steps=3, logging_steps=1, device="cpu",
-                  max_val_samples=8, lr=1e-3, r=4, alpha=8)
+                  max_val_samples=2, lr=1e-3, r=4, alpha=8)
 
 
 @pytest.fixture()

@@ -297,7 +297,13 @@ def busy_port():
         yield s.getsockname()[1]
 
 
-@pytest.mark.parametrize("command,klass,args,needle,how", ROWS,
+# Rows that read the embedded model's GGUF metadata before their error (`run` checks every variant's target
+# modules first): ~4 s each, so they run in the full suite only. Another row covers the same command and class.
+SLOW_ROWS = [["run", "--data", "bad.jsonl", "--out", "o"]]
+
+
+@pytest.mark.parametrize("command,klass,args,needle,how",
+                         [pytest.param(*r, marks=[pytest.mark.slow] if r[2] in SLOW_ROWS else []) for r in ROWS],
                          ids=[f"{r[0]}-{r[1].replace(' ', '_')}-{i}" for i, r in enumerate(ROWS)])
 def test_bad_input_is_one_line_and_touches_nothing(command, klass, args, needle, how, workspace, busy_port,
                                                    monkeypatch, capsys):

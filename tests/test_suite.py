@@ -82,6 +82,7 @@ def test_suite_resume_skips_finished_entries(suite_copy, tiny_suite):
     assert any("variant lora: running" in line for line in logs)  # config hash changed: retrained
 
 
+@pytest.mark.slow  # the suite run behind it trains 3 variants and evaluates 6 entries (~8 s); test_report*.py cover rendering fast
 def test_report_files(suite_run):
     out, results, _ = suite_run
     md = (out / "report.md").read_text()
