@@ -164,6 +164,11 @@ def test_help_has_no_type_placeholders_for_flags_or_braces(command):
     assert not re.search(r"--base\b", text)
 
 
+def test_usage_line_says_which_arguments_take_several():
+    assert "Usage: supporttune serve [OPTIONS] RUN..." in _help("serve")
+    assert "Usage: supporttune chat [OPTIONS] RUN " in _help("chat") + " "
+
+
 def test_readme_presets_all_run():
     import re
     from pathlib import Path

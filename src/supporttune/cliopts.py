@@ -240,7 +240,7 @@ class Command(TyperCommand):
         pieces = [self.options_metavar] if self.options_metavar else []
         for p in self.get_params(ctx):
             if p.param_type_name == "argument":
-                name = (p.metavar or p.name).upper()
+                name = (p.metavar or p.name).upper() + ("..." if p.nargs == -1 else "")  # serve RUN...: several
                 pieces.append(name if p.required else f"[{name}]")
         return pieces
 
