@@ -60,6 +60,17 @@ def sample(agent, prompts: list[list[int]], n: int, temperature: float, top_p: f
     return out, time.perf_counter() - t0
 
 
+def _finished(run: Path) -> bool:
+    from supporttune.core.errors import UserError
+    from supporttune.rundir import read_record
+
+    try:
+        read_record(run)
+        return (run / "train_summary.json").is_file()
+    except UserError:
+        return False
+
+
 def _sync() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -77,6 +88,7 @@ def main() -> None:
     p.add_argument("--device", default="cuda")
     p.add_argument("--limit", type=int, default=None, help="messages per split (a smoke test)")
     p.add_argument("--max-steps", type=int, default=None, help="training steps (a smoke test)")
+    p.add_argument("--reuse", action="store_true", help="use a finished /tmp/runs/lora-all-k2-h3-seedN as it is")
     args = p.parse_args()
     from supporttune.core.memory import free_memory
     from supporttune.data.split import load_split
@@ -91,7 +103,10 @@ def main() -> None:
     for seed in [int(s) for s in args.seeds.split(",")]:
         run = Path("/tmp/runs") / f"lora-all-k2-h3-seed{seed}"
         t0 = time.perf_counter()
-        summary = train(recipe(args.data, run, seed, args.device, args.max_steps))
+        if args.reuse and _finished(run):  # trained by an earlier call on this warm machine (tools/gpu_parents.sh)
+            summary = json.loads((run / "train_summary.json").read_text())
+        else:
+            summary = train(recipe(args.data, run, seed, args.device, args.max_steps))
         t_train = time.perf_counter() - t0
         agent = load_agent(run, device=args.device)
         rec = {"train_s": round(t_train, 1), "train": {k: summary.get(k) for k in ("final_val_loss", "tokens_per_s")},
