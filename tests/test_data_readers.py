@@ -143,3 +143,33 @@ def test_config_rejects_bad_fractions():
     with pytest.raises(ValueError, match="val_frac"):
         PrepareConfig(val_frac=-0.1)
     assert PrepareConfig(val_frac=0.3, test_frac=0.7).test_frac == 0.7  # a sum of exactly 1 is allowed
+
+
+@pytest.mark.parametrize("codec", ["utf-8", "utf-16", "utf-16-le"])
+def test_messages_jsonl_is_recognised_in_any_encoding(tmp_path, codec):
+    import json
+
+    from supporttune.data.prepare import HEAD, detect_format
+
+    row = {"messages": [{"role": "user", "content": "Où est mon colis ? 📦"}, {"role": "assistant", "content": "Bonjour!"}]}
+    path = tmp_path / "chats.jsonl"
+    path.write_bytes((json.dumps(row, ensure_ascii=False) + "\n").encode(codec))
+    assert detect_format(path) == "messages"
+    # a long file whose first chunk ends inside the 4-byte emoji: the first row still decides
+    rest = (json.dumps(row, ensure_ascii=False) + "\n") * (HEAD // 40)
+
+    def body(pad: int) -> bytes:
+        return (json.dumps(dict(row, note="x" * pad)) + "\n" + rest).encode(codec)
+
+    def cut_inside(b: bytes) -> bool:
+        try:
+            b[:HEAD].decode(codec)
+        except UnicodeDecodeError:
+            return True
+        return False
+
+    pad = next(n for n in range(400) if cut_inside(body(n)))
+    path.write_bytes(body(pad))
+    assert detect_format(path) == "messages"
+    path.write_bytes(json.dumps({"input": "a", "output": "b"}).encode(codec) + "\n".encode(codec))
+    assert detect_format(path) == "jsonl"

@@ -47,17 +47,33 @@ def detect_format(path: Path) -> str:
     raise UserError(f"{path}: cannot tell the format from the extension '{suffix}' (pass --format twcs|jsonl|csv|json)")
 
 
+HEAD = 1 << 16
+"""Bytes read to tell a JSONL file's format from its first row."""
+
+
 def _first_row_has(path: Path, keys: tuple[str, ...]) -> bool:
     import json
 
-    with path.open(encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    return False
-                return isinstance(row, dict) and any(k in row for k in keys)
+    from .readers import decode
+
+    with path.open("rb") as f:
+        head = f.read(HEAD)  # enough for a first row; decode() knows UTF-16/32 files as the readers do
+    cut = len(head) == HEAD
+    try:
+        text = decode(path, head)
+    except UserError:  # the chunk may end inside a character: decode up to its last line break
+        if not cut:
+            raise
+        end = head.rfind(b"\n")
+        text = decode(path, head[:end + (2 if head[end + 1:end + 2] == b"\x00" else 1)])
+    lines = text.splitlines()
+    for line in lines[:-1] if cut else lines:  # a cut last line is not a row
+        if line.strip():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                return False
+            return isinstance(row, dict) and any(k in row for k in keys)
     return False
 
 
