@@ -40,7 +40,7 @@ def test_bad_suites_fail_on_load(variants, msg):
 
 CONFIG_DIR = Path(str(resources.files("supporttune") / "configs"))
 SHIPPED = sorted(CONFIG_DIR.glob("*.yaml"))
-SEARCH_SPACES = {"tune"}  # `supporttune tune` configs, validated in test_tune.py; every other file is a suite
+SEARCH_SPACES = {"tune", "tune-gpu"}  # `supporttune tune` configs, validated in test_tune.py; every other file is a suite
 
 
 def test_the_shipped_configs_are_found():

@@ -36,6 +36,10 @@ def test_shipped_tune_config_validates():
     assert cfg.objective == "val_loss" and cfg.direction == "minimize"
     assert cfg.decode({"targets": "q_proj,v_proj"}) == {"targets": ["q_proj", "v_proj"]}
     assert (CONFIGS / "tune.yaml").read_text().splitlines()[1].strip().startswith("#   supporttune tune --config")
+    gpu = load_tune(CONFIGS / "tune-gpu.yaml")  # issue 21's search: the recipe as defaults, ROUGE-L on val
+    assert gpu.objective == "rougeL" and gpu.direction == "maximize" and gpu.defaults["max_length"] == 1024
+    assert {"lr", "r", "targets", "retrieve", "history", "context_tokens", "dropout", "epochs"} <= set(gpu.search)
+    assert "--jobs" in (CONFIGS / "tune-gpu.yaml").read_text()
 
 
 @pytest.mark.parametrize("change,needle", [
@@ -52,6 +56,9 @@ def test_shipped_tune_config_validates():
     ({"eval": {"split": "test"}}, "eval.split: set by tune"),
     ({"defaults": {"fsdp": True}}, "defaults.fsdp: tune trains each trial in one process"),
     ({"search": {}}, "search"),
+    ({"start_with": [{"rank": 4}]}, "start_with[0].rank: not a searched field"),
+    ({"start_with": [{"r": 3}]}, "start_with[0].r=3: outside search.r"),
+    ({"start_with": [{"lr": 1.0}]}, "start_with[0].lr=1.0: outside search.lr"),
 ])
 def test_bad_tune_config_is_one_line(tmp_path, change, needle):
     path = tmp_path / "t.yaml"
@@ -188,3 +195,68 @@ def test_rouge_objective_generates_on_the_validation_split(tiny_model_dir, built
     assert metrics["split"] == "val" and metrics["examples"] == 2
     assert row["value"] == metrics["rougeL"] and results["objective"]["direction"] == "maximize"
     assert results["study"]["pruner"]["reports"] == "-val_loss"
+
+
+@pytest.mark.multiprocess
+def test_jobs_run_trials_side_by_side_without_one_too_many(tiny_model_dir, builtin_data, tmp_path):
+    """--jobs 2: two worker processes share the study; 3 trials in all (never 4), two of them at once."""
+    from typer.testing import CliRunner
+
+    from supporttune.cli import app
+
+    config, out = tmp_path / "tune.yaml", tmp_path / "study"
+    doc = _doc(tiny_model_dir, builtin_data)
+    doc["defaults"]["max_steps"] = 4  # long enough that the first two trials overlap
+    config.write_text(yaml.safe_dump(doc))
+    res = CliRunner().invoke(app, ["tune", "--config", str(config), "--trials", "3", "--jobs", "2", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    results = json.loads((out / "tune_results.json").read_text())
+    assert results["counts"]["finished"] == 3 and len(results["trials"]) == 3
+    study = open_study(load_tune(config), out)
+    trials = study.get_trials(deepcopy=False)
+    assert {t.user_attrs["worker"] for t in trials} == {0, 1}
+    first, second = sorted(trials, key=lambda t: t.datetime_start)[:2]
+    assert second.datetime_start < first.datetime_complete  # side by side, not one after the other
+    assert all((trial_dir(out, t.number) / "train_summary.json").is_file() for t in trials)
+
+
+@pytest.mark.multiprocess
+def test_ctrl_c_with_jobs_interrupts_every_worker_and_resumes(tiny_model_dir, builtin_data, tmp_path):
+    """SIGINT to `tune --jobs 2` while both workers train: one clean line, both trials marked interrupted
+    (their checkpoints dropped), exit non-zero; the same command then finishes the study."""
+    import subprocess
+    import sys
+    import time
+
+    config, out = tmp_path / "tune.yaml", tmp_path / "study"
+    doc = _doc(tiny_model_dir, builtin_data)
+    # trials long enough that the signal lands during training; one validation per trial
+    doc["defaults"].update(max_steps=30, save_steps=1000, max_train_samples=64)
+    doc["pruner"] = {"type": "none"}  # no validation every step
+    config.write_text(yaml.safe_dump(doc))
+    cmd = [sys.executable, "-m", "supporttune", "tune", "--config", str(config), "--trials", "2", "--jobs", "2",
+           "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    logs = [trial_dir(out, n) / "loss.jsonl" for n in (0, 1)]
+    deadline = time.time() + 240
+    while not all(p.is_file() and p.read_text().count("\n") >= 2 for p in logs):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode != 0 and "interrupted with 0 of 2 trials finished; rerun the same command" in err, err
+    assert "Traceback" not in err, err
+    study = open_study(load_tune(config), out)
+    assert study.user_attrs[INTERRUPTED] == [0, 1]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    rows = json.loads((out / "tune_results.json").read_text())["trials"]
+    assert res.returncode == 0, res.stderr
+    assert sorted(r["retry_of"] for r in rows if r.get("retry_of") is not None) == [0, 1]
+
+
+def test_a_new_study_tries_its_start_points_first(tiny_model_dir, builtin_data, tmp_path):
+    point = {"lr": 0.01, "r": 4, "targets": ["q_proj", "k_proj", "v_proj"]}
+    cfg = TuneConfig(**_doc(tiny_model_dir, builtin_data, start_with=[point], pruner={"type": "none"}))
+    rows = run_tune(cfg, tmp_path / "s", 1, log=lambda m: None)["trials"]
+    assert rows[0]["params"] == point and rows[0]["state"] == "COMPLETE"
+    assert open_study(cfg, tmp_path / "s").trials[0].user_attrs["start_with"] == 0

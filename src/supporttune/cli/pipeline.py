@@ -199,7 +199,7 @@ def tune(cfg: TuneRunConfig):
 
     space = load_tune(cfg.config, {k: v for k, v in {"data": cfg.data, "model": cfg.model}.items() if v is not None})
     results = run_tune(space, cfg.out, cfg.trials, timeout=cfg.timeout, force=cfg.force,
-                       log=lambda m: typer.echo(m, err=True))
+                       log=lambda m: typer.echo(m, err=True), jobs=cfg.jobs)
     best = results["best"]
     if best:
         typer.echo(f"best: trial {best['number']} {results['objective']['metric']}={best['value']:.4f} "

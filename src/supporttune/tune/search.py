@@ -116,23 +116,31 @@ def _lock(out: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def open_study(cfg: TuneConfig, out: Path):
+def open_study(cfg: TuneConfig, out: Path, parallel: bool = False):
+    """The study in ``out``; ``parallel``: one of several processes sharing it (tune --jobs)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # we print one line per trial ourselves
-    return optuna.create_study(storage=f"sqlite:///{(out / STUDY_DB).resolve()}", study_name=cfg.name,
-                               direction=cfg.direction, sampler=_sampler(cfg, 0), pruner=_pruner(cfg),
-                               load_if_exists=True)
+    # several processes write the one SQLite file: wait for its lock rather than fail after 5 s
+    storage = optuna.storages.RDBStorage(f"sqlite:///{(out / STUDY_DB).resolve()}",
+                                         engine_kwargs={"connect_args": {"timeout": 120}})
+    study = optuna.create_study(storage=storage, study_name=cfg.name, direction=cfg.direction,
+                                sampler=_sampler(cfg, 0), pruner=_pruner(cfg), load_if_exists=True)
+    study.parallel = parallel
+    return study
 
 
-def _sampler(cfg: TuneConfig, number: int):
-    """TPE seeded with seed + trial number: a resumed study draws what an uninterrupted one would."""
+def _sampler(cfg: TuneConfig, number: int, parallel: bool = False):
+    """TPE seeded with seed + trial number: a resumed study draws what an uninterrupted one would.
+
+    ``parallel``: trials still running count as bad ones for the draw (constant liar), so workers that ask
+    at once do not all try the same point."""
     import optuna
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # multivariate on optuna < 4
         return optuna.samplers.TPESampler(seed=cfg.sampler.seed + number, n_startup_trials=cfg.sampler.n_startup_trials,
-                                          multivariate=cfg.sampler.multivariate)
+                                          multivariate=cfg.sampler.multivariate, constant_liar=parallel)
 
 
 def _pruner(cfg: TuneConfig):
@@ -194,13 +202,22 @@ def _objective_value(cfg: TuneConfig, summary: dict, run: Path, data: Path) -> f
     return metrics.get(cfg.objective)
 
 
+def ask(cfg: TuneConfig, study):
+    """The next trial: TPE reseeded by the trial count (resumable), a queued retry first."""
+    study.sampler = _sampler(cfg, len(study.get_trials(deepcopy=False)), getattr(study, "parallel", False))
+    return study.ask(cfg.distributions())
+
+
 def _one_trial(cfg: TuneConfig, study, data: Path, out: Path, log, callbacks: list | None) -> None:
+    run_trial(cfg, study, ask(cfg, study), data, out, log, callbacks)
+
+
+def run_trial(cfg: TuneConfig, study, trial, data: Path, out: Path, log, callbacks: list | None) -> None:
+    """Train (and evaluate) one asked trial and tell the study how it ended."""
     from optuna.trial import TrialState
 
     from ..train.stage import train
 
-    study.sampler = _sampler(cfg, len(study.get_trials(deepcopy=False)))
-    trial = study.ask(cfg.distributions())
     params = cfg.decode(trial.params)
     run = trial_dir(out, trial.number)
     tcfg = cfg.trial_config(params, data, run, run.name)
@@ -233,11 +250,12 @@ def _one_trial(cfg: TuneConfig, study, data: Path, out: Path, log, callbacks: li
 
 
 def run_tune(cfg: TuneConfig, out: Path, trials: int, timeout: float | None = None, force: bool = False,
-             log=print, callbacks: list | None = None) -> dict:
+             log=print, callbacks: list | None = None, jobs: int = 1) -> dict:
     """Run (or continue) the search in ``out`` until ``trials`` trials have finished; returns tune_results.json.
 
     ``timeout``: start no new trial after this many seconds (a running trial is not cut short).
     ``callbacks``: extra TrainerCallbacks for every trial's training (tests use them to interrupt).
+    ``jobs``: trials at once, each in a worker process sharing the study (tune/parallel.py).
     """
     from ..suite.run import prepare_data
     from .report import write_results
@@ -255,9 +273,16 @@ def run_tune(cfg: TuneConfig, out: Path, trials: int, timeout: float | None = No
         _preflight(cfg, data)
         study = open_study(cfg, out)
         _recover(study, out, log)
+        if not study.get_trials(deepcopy=False):  # a new study: its start points first
+            for i, point in enumerate(cfg.start_with):
+                study.enqueue_trial(cfg.encode(point), user_attrs={"start_with": i})
         started = time.perf_counter()
         try:
-            while (done := len(finished(study))) < trials:
+            if jobs > 1:
+                from .parallel import run_workers
+
+                run_workers(cfg, out, data, trials, jobs, timeout, log)
+            while jobs == 1 and (done := len(finished(study))) < trials:
                 if timeout is not None and time.perf_counter() - started > timeout:
                     log(f"timeout: {done} of {trials} trials finished; rerun the same command to continue")
                     break

@@ -150,6 +150,9 @@ class TuneConfig(StageConfig):
     objective: str = Field("val_loss", description="val_loss (lower is better, from training) or a metric of "
                                                    "evaluate on the validation split, e.g. rougeL (higher is better).")
     eval: dict = Field(default_factory=dict, description="EvalOptions fields for a generation objective (limit, ...).")
+    start_with: list[dict] = Field(default_factory=list, description="Points a new study tries first (e.g. today's "
+                                   "recipe, so the search has its baseline): searched field -> value; a field left "
+                                   "out is drawn.")
     sampler: SamplerSettings = Field(default_factory=SamplerSettings)
     pruner: PrunerSettings = Field(default_factory=PrunerSettings)
 
@@ -182,6 +185,8 @@ class TuneConfig(StageConfig):
             raise ValueError(f"eval.{bad[0]}: set by tune for each trial; leave it out")
         EvalOptions(split="val", **self.eval)
         PrepareConfig(**self.prepare)
+        for i, point in enumerate(self.start_with):
+            self.encode(point, f"start_with[{i}]")
         return self
 
     @property
@@ -194,6 +199,23 @@ class TuneConfig(StageConfig):
 
     def decode(self, stored: dict) -> dict:
         return {k: self.search[k].decode(v) for k, v in stored.items() if k in self.search}
+
+    def encode(self, point: dict, where: str = "point") -> dict:
+        """A point of the search (TrainConfig values) as the study stores it; one line if it is outside the space."""
+        out = {}
+        for key, value in point.items():
+            if key not in self.search:
+                raise ValueError(f"{where}.{key}: not a searched field (searched: {', '.join(self.search)})")
+            param, stored = self.search[key], _encode(value)
+            if param.type == "categorical":
+                inside = repr(stored) in {repr(_encode(c)) for c in param.choices}
+            else:
+                inside = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                          and param.low <= value <= param.high and (param.type == "float" or float(value).is_integer()))
+            if not inside:
+                raise ValueError(f"{where}.{key}={value}: outside search.{key}")
+            out[key] = stored
+        return out
 
     def distributions(self) -> dict:
         return {k: p.distribution() for k, p in self.search.items()}
