@@ -14,6 +14,7 @@ one() {
   python3 -m supporttune train --objective dpo --from "$run" --preferences "$w/prefs.jsonl" --out "$child" \
     --name dpo-k2 --seed "$s" --epochs ${DPO_EPOCHS:-1} --device cuda --force || return 1
   for r in "$run" "$child"; do
+    [ "$r" = "$run" ] && [ -f "$run/eval/predictions.jsonl" ] && continue  # evaluated by gpu_parents.sh EVAL=1
     python3 -m supporttune evaluate --run "$r" --data .dev/twcs --no-semantic --force --latency-samples 0 || return 1
   done
   cp "$run/eval/predictions.jsonl" "$w/parent.jsonl"; cp "$child/eval/predictions.jsonl" "$w/child.jsonl"
@@ -22,6 +23,10 @@ one() {
 t0=$(date +%s)
 mkdir -p /tmp/dpo
 for s in ${SEEDS:-1 2 3}; do (one $s > /tmp/dpo/log$s.txt 2>&1; echo "seed $s rc=$?" >> /tmp/dpo/log$s.txt) & done
-wait
+# the call's limit is 600 s: whatever finished by LIMIT seconds is packed and comes back
+( sleep ${LIMIT:-570}; echo "time limit: packing what finished" >&2; pkill -f "supporttune (preferences|train|evaluate)" ) &
+watchdog=$!
+wait $(jobs -p | grep -v "^$watchdog$")
+kill $watchdog 2>/dev/null
 echo "wall $(( $(date +%s) - t0 )) s"; tail -n 3 /tmp/dpo/log*.txt
 tar czf "$OUT/dpo.tar.gz" -C /tmp dpo
