@@ -116,9 +116,10 @@ def test_bench_speed_quick_on_cpu(tmp_path, tiny_model_dir):
     """`bench --speed base --quick`: cold and warm evaluations in their own processes, padded vs packed training."""
     out = tmp_path / "speed.json"
     res = CliRunner().invoke(app, ["bench", "--speed", "base", "--device", "cpu", "--quick", "--tokenizer",
-                                   str(tiny_model_dir), "--out", str(out)])
+                                   str(tiny_model_dir), "--per-step", "4", "--out", str(out)])
     assert res.exit_code == 0, res.output
     r = json.loads(out.read_text())
+    assert r["config"]["per_step"] == 4
     for which in ("cold", "warm"):
         e = r["evaluate"][which]
         assert e["wall_s"] > e["timing"]["total_s"] > 0 and e["examples"] == 8 and e["compile_s"] == 0  # CPU: no compile
@@ -132,6 +133,8 @@ def test_bench_speed_checks_its_run_and_flags():
     assert res.exit_code != 0 and "not a run directory (no config.yaml)" in str(res.exception)
     res = CliRunner().invoke(app, ["bench", "--speed", "base", "--liger"])
     assert res.exit_code != 0 and "--speed takes no --liger" in str(res.exception)
+    res = CliRunner().invoke(app, ["bench", "--per-step", "4"])
+    assert res.exit_code != 0 and "--per-step goes with --speed" in str(res.exception)
 
 
 def test_packed_path_packs_with_the_production_collator():

@@ -46,14 +46,14 @@ def main() -> None:
         parent, child = _scored(seed_dir / "parent.jsonl"), _scored(seed_dir / "child.jsonl")
         entry = {}
         for name, (_, m, _) in (("parent", parent), ("child", child)):
-            entry[name] = {k: m.get(k) for k in ("rougeL", "sacrebleu", "chrf", "semantic_sim")}
+            entry[name] = {k: m.get(k) for k in ("rougeL", "bleu", "chrf", "semantic_sim")}
         entry["child_vs_parent"] = {k: paired_test(k, [r["scores"].get(k) for r in child[0]],
                                                    [r["scores"].get(k) for r in parent[0]], child[2], parent[2], 1000)
                                     for k in keys}
         summary = seed_dir / "child_summary.json"
         if summary.is_file():
             s = json.loads(summary.read_text())
-            entry["train"] = {k: s.get(k) for k in ("steps", "wall_time_s", "final_train_loss", "preference_rows")}
+            entry["train"] = {k: s.get(k) for k in ("steps", "wall_time_s", "final_train_loss", "train_examples", "tokens_per_s")}
         report[seed_dir.name] = entry
         print(seed_dir.name, json.dumps({k: entry[k] for k in ("parent", "child")}), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

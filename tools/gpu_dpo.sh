@@ -27,6 +27,6 @@ for s in ${SEEDS:-1 2 3}; do (one $s > /tmp/dpo/log$s.txt 2>&1; echo "seed $s rc
 ( sleep ${LIMIT:-570}; echo "time limit: packing what finished" >&2; pkill -f "supporttune (preferences|train|evaluate)" ) &
 watchdog=$!
 wait $(jobs -p | grep -v "^$watchdog$")
-kill $watchdog 2>/dev/null
+pkill -P $watchdog 2>/dev/null; kill $watchdog 2>/dev/null  # its sleep too, or it holds the output pipe open
 echo "wall $(( $(date +%s) - t0 )) s"; tail -n 3 /tmp/dpo/log*.txt
 tar czf "$OUT/dpo.tar.gz" -C /tmp dpo

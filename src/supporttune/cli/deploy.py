@@ -99,6 +99,8 @@ def bench(
                                                      "--repeats: runs per point, 3 by default)."),
     global_batch: Optional[int] = typer.Option(None, min=1, help="With --scaling: sequences per optimizer step, the "
                                                                  "same for every process count (default: 16 x the largest count)."),
+    per_step: Optional[int] = typer.Option(None, min=1, help="With --speed: sequences per training step, one "
+                                                             "micro-batch (default 16)."),
     force: bool = typer.Option(False, "--force", metavar="", help="Overwrite an existing --out file."),
     speed: Optional[str] = typer.Option(None, metavar="RUN|base", help="Evaluate RUN (or zero-shot on the random "
                                         "model: 'base') twice in two processes, cold then warm compile cache, and "
@@ -113,7 +115,9 @@ def bench(
         foreign = sorted(k for k in given if k not in SpeedConfig.model_fields)
         if foreign:
             raise UserError(f"--speed takes no --{foreign[0].replace('_', '-')}")
-        cfg = build(SpeedConfig, run=speed, **given)
+        cfg = build(SpeedConfig, run=speed, **given, **({"per_step": per_step} if per_step else {}))
+    elif per_step is not None:
+        raise UserError("--per-step goes with --speed")
     elif scaling is not None:
         foreign = sorted(k for k in given if k not in ScalingConfig.model_fields)
         if foreign:

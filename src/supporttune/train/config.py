@@ -68,8 +68,12 @@ class TrainConfig(StageConfig, PromptOptions):
     grad_accum: int = Field(4, gt=0, description="Micro-batches per optimizer step.")
     max_length: int = Field(512, ge=16, description="Longest prompt+reply in tokens; longer pairs are skipped.")
     pad_to_max_length: bool = Field(False, description="Pad every sequence to max_length (the seed recipe; slow).")
-    packing: bool = Field(True, description="Padding-free packed micro-batches (same loss per token; methods that "
-                                            "cannot pack, prompt and prefix tuning, keep padded batches).")
+    # Off by default, measured: with PyTorch SDPA attention transformers turns a packed row into one dense
+    # block-diagonal mask over all its tokens, so packed steps were slower than padded ones on an H100
+    # (2.5x on TinyLlama, 1.03-1.1x on the recipe) and on this CPU (1.4x); docs/BENCHMARKS.md, issue 23.
+    packing: bool = Field(False, description="Padding-free packed micro-batches (same loss per token; pays off with "
+                                             "a variable-length attention kernel such as flash-attention; methods that "
+                                             "cannot pack, prompt and prefix tuning, keep padded batches).")
     group_by_length: bool = Field(True, description="Batch similar lengths together (less padding).")
     distract_share: float = Field(0.0, ge=0, le=1, description="RAFT-style: share of training examples shown random "
                                                                "(unrelated) past exchanges instead of the retrieved ones.")
