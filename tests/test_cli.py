@@ -107,7 +107,7 @@ def _commands() -> dict:
 
 
 OWN_OPTIONS = {("train", "config"), ("bench", "quick"), ("bench", "scaling"), ("bench", "global_batch"), ("bench", "force"),
-               ("bench", "speed"),
+               ("bench", "speed"), ("bench", "per_step"),
                ("rate", "force")}  # the command's own, not config fields
 
 
