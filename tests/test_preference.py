@@ -97,6 +97,19 @@ def test_dpo_child_from_rate_votes_is_an_ordinary_run(parent, votes_file, builti
 
 
 @pytest.mark.slow
+def test_dpo_with_an_sft_term_adds_the_chosen_replys_nll(parent, votes_file, tmp_path):
+    from supporttune.train.config import TrainConfig
+    from supporttune.train.stage import train
+
+    summary = train(TrainConfig(objective="dpo", from_run=parent, preferences=votes_file, out=tmp_path / "rpo",
+                                sft_weight=1.0, **CHILD))
+    # plain DPO starts at ln 2 (policy == reference); the SFT term adds the chosen reply's mean NLL, several nats
+    # under a tiny random model
+    assert summary["steps"] == 2 and summary["first_train_loss"] > 0.6931 + 1.0
+    assert rundir.read_record(tmp_path / "rpo").train["sft_weight"] == 1.0
+
+
+@pytest.mark.slow
 def test_dpo_from_automatic_pairs(parent, builtin_data, tmp_path):
     from supporttune.pairs.auto import make_pairs
     from supporttune.pairs.config import PairsConfig
@@ -187,6 +200,8 @@ def test_config_rules():
     with pytest.raises(ValidationError, match="go with a preference objective"):
         TrainConfig(from_run="r")
     assert TrainConfig(objective="orpo", from_run="r", preferences="p", method="qlora").lr == pytest.approx(2e-5)
+    with pytest.raises(ValidationError, match="--sft-weight goes with --objective dpo"):
+        TrainConfig(objective="kto", from_run="r", preferences="p", sft_weight=1.0)
 
 
 def test_suite_plans_parents_before_children(tmp_path):

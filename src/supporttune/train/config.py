@@ -50,6 +50,10 @@ class TrainConfig(StageConfig, PromptOptions):
                                                        "e.g. from `rate --export-preferences` or `preferences`.")
     beta: float = Field(0.1, gt=0, le=10, description="Preference objectives: strength of the pull toward the "
                                                       "reference (DPO/KTO beta; ORPO's odds-ratio weight).")
+    # DPO lowered the reference replies' own likelihood on the TWCS recipe (docs/RESULTS.md, issue 22): an SFT term
+    # on the chosen reply (RPO; TRL's loss_type [sigmoid, sft]) is the standard counterweight
+    sft_weight: float = Field(0.0, ge=0, le=10, description="DPO only: weight of an added SFT (NLL) term on the chosen "
+                                                           "reply (RPO), so its likelihood does not fall; 0 = plain DPO.")
     r: int = Field(8, gt=0, description="LoRA rank (higher = more capacity and memory).")
     alpha: int = Field(16, gt=0, description="LoRA alpha; the update is scaled by alpha/r.")
     dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout.")
@@ -136,6 +140,8 @@ class TrainConfig(StageConfig, PromptOptions):
             if self.from_run is None or self.preferences is None:
                 raise ValueError(f"--objective {self.objective} needs --from RUN (a finished SFT run) and "
                                  f"--preferences FILE")
+            if self.sft_weight and self.objective != "dpo":
+                raise ValueError(f"--sft-weight goes with --objective dpo (not {self.objective})")
             if self.fsdp:
                 raise ValueError(f"--objective {self.objective} runs without --fsdp (TRL's frozen reference adapter "
                                  f"is not sharded here)")

@@ -194,6 +194,8 @@ def train_preference(cfg: TrainConfig, callbacks: list | None = None) -> dict:
              "train_sampling_strategy": "sequential" if cfg.objective == "kto" else "random"}
     if cfg.objective != "orpo":
         extra["precompute_ref_log_probs"] = False
+    if cfg.sft_weight:  # RPO: DPO's sigmoid loss + sft_weight x the chosen reply's NLL
+        extra.update(loss_type=["sigmoid", "sft"], loss_weights=[1.0, cfg.sft_weight])
     args = _training_args(cfg, device, dtype, False, plan, extra, args_class=Args)
     _, RunLog = trainer_classes()
     log = RunLog(out / rundir.LOSS, peak)
