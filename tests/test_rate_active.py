@@ -178,3 +178,77 @@ def test_simulated_rater_ranks_by_the_metric_and_the_fit_reaches_its_ranking():
     result = compare(suite, seeds=2, votes=40, every=20, model=model)
     assert set(result["kinds"]) == {"uniform", "active"}
     assert [p["votes"] for p in result["kinds"]["active"]["mean_curve"]] == [0, 20, 40]
+
+
+def _votes(pairs: dict) -> list[dict]:
+    """Decided votes from {(a, b): (wins of a, wins of b)}."""
+    out = []
+    for (a, b), (wa, wb) in pairs.items():
+        out += [{"left": a, "right": b, "choice": "left"}] * wa + [{"left": a, "right": b, "choice": "right"}] * wb
+    return out
+
+
+def test_the_ranking_gain_goes_to_neighbours_whose_order_is_open():
+    from supporttune.rate.active import ranking_gains
+
+    # a >> b ~ c >> d: only b-c is open; a-d is settled however it is asked
+    votes = _votes({("a", "b"): (9, 1), ("b", "c"): (3, 3), ("c", "d"): (9, 1), ("a", "d"): (5, 0)})
+    gains = ranking_gains(["a", "b", "c", "d"], votes)
+    assert max(gains, key=gains.get) == ("b", "c")
+    assert gains[("b", "c")] > 5 * gains[("a", "d")] and gains[("b", "c")] > 2 * max(gains[("a", "b")], gains[("c", "d")])
+
+
+def test_a_tie_the_suite_cannot_settle_loses_weight_as_its_comparisons_run_out():
+    from supporttune.rate.active import ranking_gains
+
+    entries = ["a", "b", "c"]
+    votes = _votes({("a", "b"): (10, 10), ("b", "c"): (2, 1), ("a", "c"): (2, 1)})  # a ~ b after 20 even votes
+    blind = ranking_gains(entries, votes)
+    spent = ranking_gains(entries, votes, available={("a", "b"): 21, ("b", "c"): 30, ("a", "c"): 30})
+    roomy = ranking_gains(entries, votes, available={("a", "b"): 150, ("b", "c"): 30, ("a", "c"): 30})
+    assert max(blind, key=blind.get) == ("a", "b")  # a knowledge-gradient step alone feeds the tie 2:1
+    assert blind[("a", "b")] / blind[("b", "c")] > 1.9
+    assert spent[("a", "b")] / spent[("b", "c")] < 1.6  # with 1 comparison left it can hardly be settled
+    assert spent[("a", "b")] < 0.3 * roomy[("a", "b")]  # with 130 left it still may
+
+
+def test_active_reaches_the_true_ranking_with_fewer_votes_than_uniform():
+    from supporttune.rate.simulate import RaterModel, simulate, votes_to
+
+    suite = synthetic_suite(6, 40)
+    model = RaterModel.from_suite(suite)
+    differences: dict = {}
+    mean = {}
+    for kind in ("uniform", "active"):
+        hit = [votes_to(simulate(suite, kind, 80, seed, 5, model=model, differences=differences)) for seed in range(8)]
+        mean[kind] = sum(85 if h is None else h for h in hit) / len(hit)
+    assert mean["active"] <= 0.85 * mean["uniform"], mean
+
+
+def test_expected_truth_resolvable_pairs_and_partial_tau():
+    import numpy as np
+
+    from supporttune.rate.replies import SuiteReplies
+    from supporttune.rate.simulate import RaterModel, resolvable, tau
+
+    ids = [f"m{i}" for i in range(3)]
+    suite = SuiteReplies(Path("."), {"a": dict.fromkeys(ids, ""), "b": dict.fromkeys(ids, "")},
+                         {m: {"id": m} for m in ids}, {("a", "b"): ids})
+    # a wins two messages narrowly, loses one by a lot: more wins, but the rater's votes favour b
+    scores = {"a": {"m0": 2.0, "m1": 2.0, "m2": 0.0}, "b": {"m0": 0.0, "m1": 0.0, "m2": 40.0}}
+    noiseless = RaterModel(scores, truth="noiseless").true_strengths(suite)
+    expected = RaterModel(scores).true_strengths(suite)
+    assert noiseless[0] > noiseless[1] and expected[0] < expected[1]
+    assert not resolvable(suite, expected, 1.0).any() and resolvable(suite, expected, 0.01).all()
+    true = np.array([3.0, 2.0, 1.0, 0.0])
+    assert tau(np.array([3.0, 1.0, 2.0, 0.0]), true) < 0.9
+    assert tau(np.array([3.0, 1.0, 2.0, 0.0]), true, np.array([1, 1, 1, 0, 1, 1], bool)) == 1.0  # (1, 2) not scored
+
+
+def test_neighbours_asks_the_adjacent_pair_whose_intervals_overlap(suite):
+    sched = _active(suite, criterion="neighbours")
+    _known_votes(sched)  # constant-dm >> qlora-r8 ~ retrieval-tfidf >> pt-10
+    for seed in range(5):
+        assert _pair(_active(suite, seed=seed, criterion="neighbours").next_task("ann")) == CLOSE
+    with pytest.raises(ValueError, match="choose one of settle"):
+        _active(suite, criterion="best")
