@@ -1,6 +1,7 @@
 """The pieces supporttune adds to the HF ``Trainer``: its subclass and the run-log callback.
 
-- ``SupportTrainer``: counts real (non-pad) tokens, stops on a non-finite loss, draws one data
+- ``SupportTrainer``: counts real (non-pad) tokens, stops on a non-finite loss, computes logits
+  only at labelled positions (``logitkeep``), draws one data
   order whatever the number of processes (``GlobalOrderSampler``), and validates with a
   token-weighted loss sharded over the ranks;
 - ``RunLog``: loss.jsonl as it goes (rank 0), peak memory, per-step clock for steady throughput,
@@ -21,6 +22,7 @@ from ..core import distributed
 from ..core.io import append_jsonl
 from ..core.memory import PeakTracker
 from .collate import GlobalOrderSampler, nll_sums
+from .logitkeep import accepts_logits_to_keep, keep_labelled_logits
 from .packing import real_tokens as count_real_tokens
 
 
@@ -37,6 +39,7 @@ def trainer_classes():
         global_batch = 1
         eval_collator = None  # the padded collator (training batches may be packed)
         eval_seconds = 0.0  # validation time inside train(), left out of the steady throughput
+        labelled_logits_only = None  # decided on the first step (logitkeep.accepts_logits_to_keep)
 
         def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
             """Token-weighted validation loss, sharded over the ranks (HF's averages per-batch means,
@@ -68,6 +71,10 @@ def trainer_classes():
 
         def training_step(self, model, inputs, num_items_in_batch=None):
             self.real_tokens += count_real_tokens(inputs)
+            if self.labelled_logits_only is None:
+                self.labelled_logits_only = accepts_logits_to_keep(self.model)
+            if self.labelled_logits_only:  # same loss, no vocabulary projection of prompt tokens
+                inputs = keep_labelled_logits(inputs)
             loss = super().training_step(model, inputs, num_items_in_batch)
             if not torch.isfinite(loss).all():
                 raise NonFiniteLoss(f"loss became {loss.item()} at step {self.state.global_step + 1}")
