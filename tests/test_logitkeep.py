@@ -7,32 +7,13 @@ PEFT, and SupportTrainer's training_step, which applies it, against the same ste
 from __future__ import annotations
 
 import torch
+from tinyllama import PAD
+from tinyllama import tiny_items as _items
+from tinyllama import tiny_llama as _model
 
 from supporttune.train.collate import PadCollator
 from supporttune.train.logitkeep import accepts_logits_to_keep, keep_labelled_logits
 from supporttune.train.packing import PackCollator
-
-VOCAB, PAD = 97, 0
-LENGTHS = [(5, 9), (2, 4), (9, 16), (3, 7)]  # (prompt, prompt + reply) tokens
-
-
-def _model():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                         pad_token_id=PAD, use_cache=False)
-    torch.manual_seed(0)
-    return LlamaForCausalLM(config).float()
-
-
-def _items() -> list[dict]:
-    g = torch.Generator().manual_seed(1)
-    items = []
-    for prompt, total in LENGTHS:
-        ids = torch.randint(1, VOCAB, (total,), generator=g).tolist()
-        items.append({"input_ids": ids, "labels": [-100] * prompt + ids[prompt:]})
-    return items
 
 
 def _lora():

@@ -11,6 +11,9 @@ import time
 
 import pytest
 import torch
+from tinyllama import LENGTHS, PAD, VOCAB
+from tinyllama import tiny_items as _items
+from tinyllama import tiny_llama as _model
 
 from supporttune.core.errors import UserError
 from supporttune.train import methods
@@ -23,28 +26,6 @@ from supporttune.train.packing import (
     real_tokens,
     token_budget_batches,
 )
-
-VOCAB, PAD = 97, 0
-LENGTHS = [(5, 9), (2, 4), (9, 16), (3, 7)]  # (prompt, prompt + reply) tokens: unequal, so padding matters
-
-
-def _model(attn: str = "sdpa", use_cache: bool = False):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                         pad_token_id=PAD, use_cache=use_cache, attn_implementation=attn)
-    torch.manual_seed(0)
-    return LlamaForCausalLM(config).float()
-
-
-def _items() -> list[dict]:
-    g = torch.Generator().manual_seed(1)
-    items = []
-    for prompt, total in LENGTHS:
-        ids = torch.randint(1, VOCAB, (total,), generator=g).tolist()
-        items.append({"input_ids": ids, "labels": [-100] * prompt + ids[prompt:]})
-    return items
 
 
 def _nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:

@@ -37,7 +37,7 @@ import numpy as np
 from sacrebleu.metrics import CHRF
 from scipy.special import ndtr
 
-from .prefs import PRIOR, SCORE, fit_strengths
+from .prefs import SCORE, fit_strengths, laplace_cov, win_probabilities
 from .replies import SuiteReplies
 from .schedule import Scheduler, Task
 from .store import Store
@@ -74,10 +74,8 @@ def posterior(entries: list[str], votes: list[dict], busy: dict[tuple[str, str],
         if a in index and b in index:
             total[index[a], index[b]] += k
             total[index[b], index[a]] += k
-    p = 1.0 / (1.0 + np.exp(theta[None, :] - theta[:, None]))  # p[i, j] = P(i beats j)
-    h = total * p * (1 - p)
-    cov = np.linalg.inv(np.diag(h.sum(axis=1) + PRIOR) - h)
-    return theta, cov, p
+    p = win_probabilities(theta)
+    return theta, laplace_cov(total, p), p
 
 
 def pair_scores(entries: list[str], votes: list[dict], busy: dict[tuple[str, str], int] | None = None) -> dict:
@@ -98,11 +96,6 @@ def pair_scores(entries: list[str], votes: list[dict], busy: dict[tuple[str, str
 
 
 _NODES, _WEIGHTS = np.polynomial.hermite.hermgauss(24)
-
-
-def _phi(x: np.ndarray) -> np.ndarray:
-    """The standard normal CDF, elementwise."""
-    return ndtr(x)
 
 
 def ranking_gains(entries: list[str], votes: list[dict], busy: dict[tuple[str, str], int] | None = None,
@@ -132,7 +125,7 @@ def ranking_gains(entries: list[str], votes: list[dict], busy: dict[tuple[str, s
     z[np.arange(len(ii)), jj] = -1.0
     d = np.abs(theta[ii] - theta[jj])
     v = np.maximum(np.einsum("pi,ij,pj->p", z, cov, z), 1e-12)
-    now = _phi(d / np.sqrt(v))
+    now = ndtr(d / np.sqrt(v))
     settle = np.ones(len(ii))
     if available:
         index = {e: k for k, e in enumerate(entries)}
@@ -140,11 +133,10 @@ def ranking_gains(entries: list[str], votes: list[dict], busy: dict[tuple[str, s
         for (a, b), k in available.items():
             if a in index and b in index:
                 total[index[a], index[b]] = total[index[b], index[a]] = k
-        h = total * p * (1 - p)
-        final = np.maximum(np.einsum("pi,ij,pj->p", z, np.linalg.inv(np.diag(h.sum(axis=1) + PRIOR) - h), z), 1e-12)
+        final = np.maximum(np.einsum("pi,ij,pj->p", z, laplace_cov(total, p), z), 1e-12)
         # the gap's estimate once every comparison is in: N(d, v - final); settled when it clears its final SE
         drift = np.sqrt(np.maximum(v - final, 1e-12))
-        settle = _phi((d - np.sqrt(final)) / drift) + _phi((-d - np.sqrt(final)) / drift)
+        settle = ndtr((d - np.sqrt(final)) / drift) + ndtr((-d - np.sqrt(final)) / drift)
     zc = z @ cov  # row p: cov applied to pair p's direction
     out = {}
     for c, (a, b) in enumerate(zip(ii, jj)):
@@ -152,7 +144,7 @@ def ranking_gains(entries: list[str], votes: list[dict], busy: dict[tuple[str, s
         shrink = w * (zc @ z[c]) ** 2 / (1 + w * v[c])  # v - v' for every pair
         after_v = np.maximum(v - shrink, 1e-12)
         moved = d[:, None] + np.sqrt(2 * shrink)[:, None] * _NODES[None, :]
-        after = (_phi(np.abs(moved) / np.sqrt(after_v)[:, None]) * _WEIGHTS).sum(axis=1) / math.sqrt(math.pi)
+        after = (ndtr(np.abs(moved) / np.sqrt(after_v)[:, None]) * _WEIGHTS).sum(axis=1) / math.sqrt(math.pi)
         out[(entries[a], entries[b])] = float((settle * (after - now)).sum())
     return out
 

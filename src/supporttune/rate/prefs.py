@@ -30,6 +30,18 @@ def decided(votes: list[dict]) -> list[dict]:
     return [v for v in votes if v.get("choice") in DECISIONS]
 
 
+def win_probabilities(theta: np.ndarray) -> np.ndarray:
+    """``p[i, j]`` = P(i beats j) under Bradley-Terry strengths ``theta``."""
+    return 1.0 / (1.0 + np.exp(theta[None, :] - theta[:, None]))
+
+
+def laplace_cov(total: np.ndarray, p: np.ndarray, prior: float = PRIOR) -> np.ndarray:
+    """Covariance of the strengths (Laplace: the inverse Hessian of the penalised log-likelihood) given
+    ``total[i, j]`` comparisons of i and j and the win probabilities ``p`` they are made at."""
+    h = total * p * (1 - p)
+    return np.linalg.inv(np.diag(h.sum(axis=1) + prior) - h)
+
+
 def fit_strengths(wins: np.ndarray, prior: float = PRIOR, tol: float = 1e-9, max_iter: int = 100) -> np.ndarray:
     """Theta for a matrix of (fractional) wins, ``wins[i, j]`` = how often i beat j; or for a stack of them.
 

@@ -30,7 +30,7 @@ from scipy.stats import kendalltau
 
 from ..metrics.scores import get as get_metric
 from .active import CRITERIA, CRITERION, ActiveScheduler
-from .prefs import PRIOR, SCORE, fit_strengths
+from .prefs import SCORE, fit_strengths, laplace_cov, win_probabilities
 from .replies import SuiteReplies, load_replies
 from .schedule import KINDS, Scheduler
 
@@ -138,9 +138,7 @@ def resolvable(suite: SuiteReplies, true: np.ndarray, z: float) -> np.ndarray:
     total = np.zeros((n, n))
     for (a, b), ids in suite.pairs.items():
         total[index[a], index[b]] = total[index[b], index[a]] = len(ids)
-    p = 1.0 / (1.0 + np.exp(true[None, :] - true[:, None]))
-    h = total * p * (1 - p)
-    cov = np.linalg.inv(np.diag(h.sum(axis=1) + PRIOR) - h)
+    cov = laplace_cov(total, win_probabilities(true))
     i, j = np.triu_indices(n, 1)
     se = np.sqrt(cov[i, i] + cov[j, j] - 2 * cov[i, j])
     return np.abs(true[i] - true[j]) >= z * se
