@@ -1,6 +1,6 @@
 """Issue 21's decoding experiment on a GPU: train the recipe, then write every candidate reply to disk.
 
-For each seed it trains `lora-all-k2-h3` (the `full` preset's recipe) on the prepared TWCS sample, then,
+For each seed it trains the `full` preset's recipe (its lora-all variant) on the prepared TWCS sample, then,
 for the val and test splits, generates with the trained agent: the greedy reply (the eager path, what
 evaluate scores), beam search, and N sampled replies per message at several temperatures (top-p
 fixed), timing each. Nothing is selected or scored here: tools/decode_results.py does MBR selection and
@@ -24,7 +24,7 @@ def recipe(data: Path, out: Path, seed: int, device: str = "cuda", max_steps: in
     from supporttune.train.config import TrainConfig
 
     doc = yaml.safe_load((Path(__file__).resolve().parents[1] / "src/supporttune/configs/default.yaml").read_text())
-    variant = next(v for v in doc["variants"] if v["name"] == "lora-all-k2-h3")
+    variant = next(v for v in doc["variants"] if v["name"].startswith("lora-all"))  # the recipe
     return TrainConfig(**{**doc["defaults"], **variant, "data": data, "out": out, "seed": seed, "force": True,
                           "device": device, "max_steps": max_steps})
 
@@ -88,7 +88,7 @@ def main() -> None:
     p.add_argument("--device", default="cuda")
     p.add_argument("--limit", type=int, default=None, help="messages per split (a smoke test)")
     p.add_argument("--max-steps", type=int, default=None, help="training steps (a smoke test)")
-    p.add_argument("--reuse", action="store_true", help="use a finished /tmp/runs/lora-all-k2-h3-seedN as it is")
+    p.add_argument("--reuse", action="store_true", help="use a finished /tmp/runs/recipe-seedN as it is")
     args = p.parse_args()
     from supporttune.core.memory import free_memory
     from supporttune.data.split import load_split
@@ -101,7 +101,7 @@ def main() -> None:
     temps = [float(t) for t in args.temps.split(",")]
     timing = {"device": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu", "seeds": {}}
     for seed in [int(s) for s in args.seeds.split(",")]:
-        run = Path("/tmp/runs") / f"lora-all-k2-h3-seed{seed}"
+        run = Path("/tmp/runs") / f"recipe-seed{seed}"
         t0 = time.perf_counter()
         if args.reuse and _finished(run):  # trained by an earlier call on this warm machine (tools/gpu_parents.sh)
             summary = json.loads((run / "train_summary.json").read_text())

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Issue 22 on a GPU: a DPO child of each seed's recipe run, trained on automatic preference pairs, and the
 # parent and child evaluated on the TWCS test split. The parents are the runs tools/gpu_parents.sh (or gpu_decode.py) trained in
-# the previous call on the same warm machine (/tmp/runs/lora-all-k2-h3-seedN); the three seeds run at once.
+# the previous call on the same warm machine (/tmp/runs/recipe-seedN); the three seeds run at once.
 #   bash tools/gpu_dpo.sh  (PAIR_ARGS="" drops the constant reply from the rejected; DPO_ARGS="--sft-weight 1" adds
 #   the SFT term;1 DPO epoch: ~3 min per seed on an H100 at the 1.4 steps/s measured; DPO_EPOCHS=3 for more) (on the device; results: $OUT/dpo.tar.gz, scored here by tools/dpo_results.py)
 set -u
 source tools/device_setup.sh
 export SUPPORTTUNE_PROGRESS=0
 one() {
-  local s=$1 run=/tmp/runs/lora-all-k2-h3-seed$1 child=/tmp/runs/dpo-k2-seed$1 w=/tmp/dpo/seed$1
+  local s=$1 run=/tmp/runs/recipe-seed$1 child=/tmp/runs/dpo-k2-seed$1 w=/tmp/dpo/seed$1
   mkdir -p "$w"
   python3 -m supporttune preferences --run "$run" --data .dev/twcs --out "$w/prefs.jsonl" --samples 2 \
     --temperature 0.7 ${PAIR_ARGS---baselines constant} --batch-size 256 --seed "$s" --device cuda --force || return 1

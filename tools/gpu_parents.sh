@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The recipe's parent runs for the GPU experiments, trained side by side on one GPU (a 135M model leaves an
-# H100 mostly idle, so 3 trainings at once take little longer than one): /tmp/runs/lora-all-k2-h3-seedN.
+# H100 mostly idle, so 3 trainings at once take little longer than one): /tmp/runs/recipe-seedN.
 # EVAL=1: each parent is also evaluated on the test split as soon as it is trained (gpu_dpo.sh then skips it).
 # Then `python3 tools/gpu_decode.py --reuse ...` and `bash tools/gpu_dpo.sh` use them in the same or the next
 # call on the same warm machine.      SEEDS="1 2 3" EVAL=1 bash tools/gpu_parents.sh
 set -u
 source tools/device_setup.sh
 parent() {
-  local s=$1 run=/tmp/runs/lora-all-k2-h3-seed$1
+  local s=$1 run=/tmp/runs/recipe-seed$1
   python3 - "$s" <<'PY' || return 1
 import sys
 from pathlib import Path
@@ -15,7 +15,7 @@ sys.path.insert(0, "tools")
 from gpu_decode import recipe
 from supporttune.train.stage import train
 seed = int(sys.argv[1])
-train(recipe(Path(".dev/twcs"), Path(f"/tmp/runs/lora-all-k2-h3-seed{seed}"), seed))
+train(recipe(Path(".dev/twcs"), Path(f"/tmp/runs/recipe-seed{seed}"), seed))
 PY
   echo "seed $s trained at $(( $(date +%s) - t0 )) s"
   [ -z "${EVAL:-}" ] || python3 -m supporttune evaluate --run "$run" --data .dev/twcs --no-semantic --force \

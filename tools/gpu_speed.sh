@@ -2,7 +2,7 @@
 # Issue 23's speed rows on one GPU (run on the device: `bash tools/gpu_speed.sh`, writes JSON to $OUT; < 8 min on an H100).
 # Needs (carried, git-ignored): .dev/wsmall (wheels), .dev/ga + .dev/gb (the embedded GGUF), .dev/twcs
 # (`supporttune prepare --input ../shared/data/twcs_sample.csv --format twcs --out .dev/twcs`).
-#  1. a lora-all-k2-h3 run (docs/RESULTS.md's settings; RUN=dir to use a trained one instead, else trained
+#  1. a run of the full preset's recipe (docs/RESULTS.md's settings; RUN=dir to use a trained one instead, else trained
 #     here for TRAIN_STEPS steps: the speed of evaluating it depends on its shapes and prompts, not its quality);
 #  2. `bench --speed RUN`: evaluate it on the 157-message test split twice, each in its own process, sharing a
 #     compile cache that starts empty (cold, then warm: compile_s, from_cache, timing by stage, whole wall);
@@ -14,7 +14,7 @@ START=$(date +%s)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.csv"
 RUN=${RUN:-}
 if [ -z "$RUN" ]; then
-  RUN=/tmp/runs/lora-all-k2-h3
+  RUN=/tmp/runs/recipe
   timeout 240 python3 -m supporttune train --data .dev/twcs --method lora --r 16 --alpha 32 \
       --targets q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj --lr 1e-3 --batch-size 16 --grad-accum 1 \
       --max-length 1024 --dropout 0.05 --retrieval bm25 --retrieve 2 --history 3 --seed 1 \
