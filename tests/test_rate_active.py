@@ -146,6 +146,22 @@ def test_the_scheduler_kind_is_chosen_by_name(suite):
     assert type(RatingSession(suite, seed=0, scheduler="uniform").scheduler) is Scheduler
     with pytest.raises(ValueError, match="choose one of active, uniform"):
         RatingSession(suite, scheduler="random")
+    assert RatingSession(suite, seed=0).scheduler.criterion == "settle"
+    assert RatingSession(suite, seed=0, pair_rule="neighbours").scheduler.criterion == "neighbours"
+    with pytest.raises(ValueError, match="criterion 'best'"):
+        RatingSession(suite, pair_rule="best")
+
+
+def test_rate_pair_rule_flag_is_validated(tmp_path):
+    """`rate --pair-rule` picks the active scheduler's rule; with --scheduler uniform it is refused in one line."""
+    from supporttune.rate.config import RateConfig
+
+    assert RateConfig(suite=tmp_path).pair_rule == "settle"
+    assert RateConfig(suite=tmp_path, pair_rule="flip").pair_rule == "flip"
+    with pytest.raises(ValueError, match="needs --scheduler active"):
+        RateConfig(suite=tmp_path, scheduler="uniform", pair_rule="flip")
+    with pytest.raises(ValueError):
+        RateConfig(suite=tmp_path, pair_rule="best")
 
 
 def synthetic_suite(n_entries: int = 5, n_messages: int = 16, seed: int = 0):

@@ -78,14 +78,14 @@ class RatingSession:
     """The suite's replies, the store and the scheduler, plus the comparisons now open on pages."""
 
     def __init__(self, suite_dir: Path, rater: str | None = None, planned: int = 200, overlap: float = 0.25,
-                 seed: int | None = None, scheduler: str = "active"):
+                 seed: int | None = None, scheduler: str = "active", pair_rule: str | None = None):
         import random
 
         if rater is not None and not RATER.match(rater):
             raise ValueError(f"rater name '{rater}': use 1-40 letters, digits, spaces or . @ + - _")
         self.suite = load_replies(suite_dir)
         self.store = Store(Path(suite_dir) / FILENAME)
-        self.scheduler = make_scheduler(scheduler, self.suite, self.store, planned, overlap, random.Random(seed))
+        self.scheduler = make_scheduler(scheduler, self.suite, self.store, planned, overlap, random.Random(seed), pair_rule)
         self.rater = rater
         self.open: dict[str, Open] = {}  # token -> open comparison (one per rater)
         self._lock = threading.Lock()
