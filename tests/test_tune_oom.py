@@ -91,6 +91,8 @@ def test_oom_next_to_other_trials_is_tried_again_alone_then_fails_alone(tmp_path
     assert alone.state == TrialState.FAIL and len(study.get_trials(deepcopy=False)) == 2  # not queued again
     assert alone.user_attrs["error"].startswith("out of GPU memory even alone: OutOfMemoryError: CUDA out of memory")
     assert any(m.startswith("[trial 1] FAILED (out of GPU memory even alone") for m in logs)
+    assert any(m.endswith("(again: trial 0 ran out of GPU memory next to other trials)") for m in logs)
+    assert "[trial 1] runs alone: waits until the running trials finish" in logs
     assert [t.number for t in finished(study)] == [1] and claimed(study) == 1
 
     results = build_results(study, cfg, out, 2)

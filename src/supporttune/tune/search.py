@@ -42,6 +42,7 @@ from .study import (
     ALONE,
     CONFIG,
     LOCK,
+    OUT_OF_MEMORY,
     RETRY_OF,
     STUDY_DB,
     finished,
@@ -229,7 +230,8 @@ def run_trial(cfg: TuneConfig, study, trial, data: Path, out: Path, log, callbac
     tcfg = cfg.trial_config(params, data, run, run.name)
     retry, alone = trial.user_attrs.get(RETRY_OF), bool(trial.user_attrs.get(ALONE))
     parallel = getattr(study, "parallel", False)
-    why = "ran out of GPU memory next to other trials" if alone else "was interrupted"
+    oom_before = retry is not None and OUT_OF_MEMORY in study.get_trials(deepcopy=False)[retry].user_attrs
+    why = "ran out of GPU memory next to other trials" if oom_before else "was interrupted"
     log(f"[trial {trial.number}] {format_params(params)}" + (f" (again: trial {retry} {why})" if retry is not None else ""))
     if alone and parallel:
         log(f"[trial {trial.number}] runs alone: waits until the running trials finish")
