@@ -8,6 +8,15 @@ worker opens the same SQLite study and runs the ask-train-tell loop until the st
 with a constant liar (search._sampler), so workers asking at once do not draw the same point; which
 worker asks when depends on timing, so a --jobs N study is not reproducible draw for draw (one job is).
 
+Out of GPU memory: the trials share the card's memory, and a big trial may run out of it only because of
+its neighbours. Such a trial (gpu_share.out_of_memory: torch's OOM, or cuBLAS/cuDNN failing to get workspace)
+is not told FAIL: it is marked interrupted (so claimed() and finished() skip it and the results count it
+once, as interrupted), its checkpoints are dropped, and its parameters are queued again with ``alone`` set.
+That retry runs alone: every trial holds a shared lock on ``.gpu.lock`` while it runs, the alone one takes
+it exclusively, so it waits for the running trials and no new trial starts until it is done
+(gpu_share.gpu_turn). Only an alone trial that runs out of memory fails ("out of GPU memory even alone").
+With one job nothing of this applies: an out-of-memory trial fails as any other.
+
 Interrupts: the workers sit in their own process group, so Ctrl-C reaches the parent only; the parent
 passes one SIGINT (or the SIGTERM it got) to each worker, whose train() saves and stops, marks its trial
 interrupted (tried again on the next run), and exits; then the parent raises Interrupted. A worker whose

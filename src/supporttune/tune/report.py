@@ -21,7 +21,7 @@ MIN_FOR_IMPORTANCE = 5  # complete trials before parameter importances are worth
 
 
 def _trial(t, cfg, out: Path, cut: set[int]) -> dict:
-    from .study import RETRY_OF, trial_dir
+    from .study import ALONE, OUT_OF_MEMORY, RETRY_OF, trial_dir
 
     run = trial_dir(out, t.number)
     summary = rundir.summary(run) or {}
@@ -34,8 +34,9 @@ def _trial(t, cfg, out: Path, cut: set[int]) -> dict:
            "val_curve": [[r["step"], r["val_loss"]] for r in rundir.loss_log(run) if "val_loss" in r]}
     if t.state.name == "PRUNED":
         row["pruned_at_step"] = t.last_step
-    if RETRY_OF in t.user_attrs:
-        row[RETRY_OF] = t.user_attrs[RETRY_OF]
+    for key in (RETRY_OF, ALONE, OUT_OF_MEMORY):  # OUT_OF_MEMORY: interrupted and queued again to run alone
+        if key in t.user_attrs:
+            row[key] = t.user_attrs[key]
     if "error" in t.user_attrs:
         row["error"] = t.user_attrs["error"]
     return row
@@ -67,6 +68,7 @@ def build_results(study, cfg, out: Path, trials_requested: int) -> dict:
     best = pick(complete, key=lambda r: r["value"]) if complete else None
     counts = {s.lower(): sum(r["state"] == s and not r["interrupted"] for r in rows) for s in STATES}
     counts["interrupted"] = len(cut)
+    counts["out_of_memory"] = sum(bool(r.get("out_of_memory")) for r in rows)  # of the interrupted: tried again alone
     counts["finished"] = len(finished(study))
     val_sizes = sorted({r["val_examples"] for r in rows if r["val_examples"] is not None})
     notes = []
@@ -158,11 +160,13 @@ def _cell(v) -> str:
 
 def markdown(results: dict, has_plot: bool) -> str:
     o, c = results["objective"], results["counts"]
+    oom = (f"; {c['out_of_memory']} of them ran out of GPU memory next to other trials and are run alone"
+           if c.get("out_of_memory") else "")
     lines = [f"# Hyperparameter search: {results['name']}", "",
              f"Objective: **{o['metric']}** ({o['direction']}; {o['source']}). "
              f"{c['finished']} of {results['trials_requested']} trials finished: {c['complete']} complete, "
              f"{c['pruned']} pruned, {c['fail']} failed; {c['interrupted']} interrupted (not counted; their "
-             f"parameters are tried again).", ""]
+             f"parameters are tried again{oom}).", ""]
     b = results["best"]
     if b:
         lines += [f"**Best: trial {b['number']}**, {o['metric']} = {b['value']:.4f}, in `{b['dir']}`: "
@@ -173,7 +177,11 @@ def markdown(results: dict, has_plot: bool) -> str:
     header = ["trial", "state", o["metric"], *keys, "steps", "seconds"]
     lines += ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]  # as many delimiter cells as headers
     for r in results["trials"]:
-        state = "interrupted" if r["interrupted"] else r["state"].lower()
+        state = r["state"].lower()
+        if r["interrupted"]:
+            state = "out of GPU memory" if r.get("out_of_memory") else "interrupted"
+        if r.get("alone"):
+            state += " (alone)"
         if r.get("pruned_at_step") is not None:
             state += f" @{r['pruned_at_step']}"
         lines.append(f"| {r['number']} | {state} | " + " | ".join(

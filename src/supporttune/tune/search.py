@@ -29,7 +29,7 @@ import math
 import shutil
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import yaml
@@ -39,8 +39,10 @@ from ..core.errors import Interrupted, RunFailed, UserError
 from ..data.split import load_split
 from .space import TuneConfig
 from .study import (
+    ALONE,
     CONFIG,
     LOCK,
+    OUT_OF_MEMORY,
     RETRY_OF,
     STUDY_DB,
     finished,
@@ -163,7 +165,8 @@ def _recover(study, out: Path, log) -> None:
     for number in sorted(interrupted(study) - queued):
         t = study.get_trials(deepcopy=False)[number]
         shutil.rmtree(trial_dir(out, number) / rundir.CHECKPOINTS, ignore_errors=True)  # never resumed
-        study.enqueue_trial(t.params, user_attrs={RETRY_OF: number})
+        alone = {ALONE: True} if t.user_attrs.get(ALONE) else {}  # an alone trial stays alone
+        study.enqueue_trial(t.params, user_attrs={RETRY_OF: number, **alone})
         log(f"[trial {number}] was interrupted: its parameters are tried again next")
 
 
@@ -213,40 +216,75 @@ def _one_trial(cfg: TuneConfig, study, data: Path, out: Path, log, callbacks: li
 
 
 def run_trial(cfg: TuneConfig, study, trial, data: Path, out: Path, log, callbacks: list | None) -> None:
-    """Train (and evaluate) one asked trial and tell the study how it ended."""
+    """Train (and evaluate) one asked trial and tell the study how it ended.
+
+    In a --jobs study (``study.parallel``) the trial holds its turn on the GPU (gpu_share.gpu_turn) while it
+    runs, and one that runs out of GPU memory next to other trials is queued again to run alone."""
     from optuna.trial import TrialState
 
-    from ..train.stage import train
+    from ..core.memory import free_memory
+    from .gpu_share import gpu_turn, retry_alone
 
     params = cfg.decode(trial.params)
     run = trial_dir(out, trial.number)
     tcfg = cfg.trial_config(params, data, run, run.name)
-    retry = trial.user_attrs.get(RETRY_OF)
-    log(f"[trial {trial.number}] {format_params(params)}" + (f" (again: trial {retry} was interrupted)" if retry is not None else ""))
+    retry, alone = trial.user_attrs.get(RETRY_OF), bool(trial.user_attrs.get(ALONE))
+    parallel = getattr(study, "parallel", False)
+    oom_before = retry is not None and OUT_OF_MEMORY in study.get_trials(deepcopy=False)[retry].user_attrs
+    why = "ran out of GPU memory next to other trials" if oom_before else "was interrupted"
+    log(f"[trial {trial.number}] {format_params(params)}" + (f" (again: trial {retry} {why})" if retry is not None else ""))
+    if alone and parallel:
+        log(f"[trial {trial.number}] runs alone: waits until the running trials finish")
+    try:
+        with gpu_turn(out, alone) if parallel else nullcontext():
+            failure = _attempt(cfg, study, trial, tcfg, run, data, log, callbacks)
+            free_memory()  # before the turn ends: the failed run's frames are gone, so its model is freed too
+    except (Interrupted, KeyboardInterrupt):
+        mark_interrupted(study, trial.number)
+        raise Interrupted(f"interrupted in trial {trial.number}; rerun the same command to continue "
+                          f"(that trial is tried again)") from None
+    if failure is None:
+        return
+    message, oom = failure
+    if oom and parallel and not alone:
+        retry_alone(study, trial, out, message)
+        log(f"[trial {trial.number}] out of GPU memory next to other trials: tried again alone")
+        return
+    if oom and alone:
+        message = f"out of GPU memory even alone: {message}"
+    trial.set_user_attr("error", message)
+    study.tell(trial, state=TrialState.FAIL)
+    log(f"[trial {trial.number}] FAILED ({message})")
+
+
+def _attempt(cfg: TuneConfig, study, trial, tcfg, run: Path, data: Path, log,
+             callbacks: list | None) -> tuple[str, bool] | None:
+    """Train, evaluate and tell a result; a failure comes back untold as (message, out of GPU memory?).
+
+    Not as the exception itself: its traceback would keep the failed run's model (and GPU memory) alive."""
+    from optuna.trial import TrialState
+
+    from ..train.stage import train
+    from .gpu_share import out_of_memory
+
     pruner = pruning_callback(trial, 1.0 if cfg.direction == "minimize" else -1.0, cfg.pruner.report_every)
     try:
         summary = train(tcfg, callbacks=[pruner, *(callbacks or [])])
         if pruner.pruned_at is not None:
             study.tell(trial, state=TrialState.PRUNED)
             log(f"[trial {trial.number}] pruned at step {pruner.pruned_at} (validation loss above the median)")
-            return
+            return None
         value = _objective_value(cfg, summary, run, data)
         if value is None or not math.isfinite(value):
             raise RunFailed(f"objective {cfg.objective} is {value}")
         study.tell(trial, float(value))
         log(f"[trial {trial.number}] {cfg.objective} {value:.4f} (best so far: {study.best_value:.4f}, "
             f"trial {study.best_trial.number})")
-    except (Interrupted, KeyboardInterrupt):
-        mark_interrupted(study, trial.number)
-        raise Interrupted(f"interrupted in trial {trial.number}; rerun the same command to continue "
-                          f"(that trial is tried again)") from None
+    except Interrupted:  # a RunFailed, but run_trial marks it interrupted
+        raise
     except (UserError, RunFailed, RuntimeError, ValueError, OSError, MemoryError) as e:
-        from ..core.memory import free_memory
-
-        trial.set_user_attr("error", f"{type(e).__name__}: {e}")
-        study.tell(trial, state=TrialState.FAIL)
-        log(f"[trial {trial.number}] FAILED ({type(e).__name__}: {e})")
-        free_memory()  # a finished train() or evaluate() has freed its model already
+        return f"{type(e).__name__}: {e}", out_of_memory(e)
+    return None
 
 
 def run_tune(cfg: TuneConfig, out: Path, trials: int, timeout: float | None = None, force: bool = False,

@@ -14,6 +14,8 @@ RESULTS = "tune_results.json"
 LOCK = ".tune.lock"
 INTERRUPTED = "interrupted"  # study user attribute: numbers of the trials that were cut short
 RETRY_OF = "retry_of"  # trial user attribute: the interrupted trial whose parameters it tries again
+ALONE = "alone"  # trial user attribute: run with no other trial on the GPU (gpu_share.py)
+OUT_OF_MEMORY = "out_of_memory"  # trial user attribute: the error that made it interrupted, to be run alone
 
 
 def trial_dir(out: Path, number: int) -> Path:
