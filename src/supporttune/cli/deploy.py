@@ -159,7 +159,7 @@ def rate(cfg: RateConfig, force: bool = typer.Option(False, "--force", metavar="
 
     try:
         session = RatingSession(suite, rater=cfg.rater, planned=cfg.planned, overlap=cfg.overlap,
-                                scheduler=cfg.scheduler, pair_rule=cfg.pair_rule if cfg.scheduler == "active" else None)
+                                scheduler=cfg.scheduler, pair_rule=cfg.pair_rule)
     except ValueError as e:
         raise UserError(str(e)) from None
     _check_port_free(cfg.host, cfg.port)

@@ -39,7 +39,7 @@ from scipy.special import ndtr
 
 from .prefs import SCORE, fit_strengths, laplace_cov, win_probabilities
 from .replies import SuiteReplies
-from .schedule import Scheduler, Task
+from .schedule import CRITERIA, CRITERION, Scheduler, Task
 from .store import Store
 
 FLOOR = 0.5  # an entry below half the mean exposure is shown next
@@ -149,8 +149,6 @@ def ranking_gains(entries: list[str], votes: list[dict], busy: dict[tuple[str, s
     return out
 
 
-CRITERIA = ("settle", "flip", "overlap", "neighbours")  # ranking_gains with the suite's comparisons; pair_scores (the first version)
-CRITERION = "settle"
 
 
 class ActiveScheduler(Scheduler):

@@ -38,7 +38,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from .replies import load_replies
-from .schedule import Task, make_scheduler
+from .schedule import CRITERION, Task, make_scheduler
 from .store import FILENAME, FLAG_LABELS, FLAGS, DuplicateVote, Store
 
 MAX_BODY = 16 * 1024
@@ -78,7 +78,7 @@ class RatingSession:
     """The suite's replies, the store and the scheduler, plus the comparisons now open on pages."""
 
     def __init__(self, suite_dir: Path, rater: str | None = None, planned: int = 200, overlap: float = 0.25,
-                 seed: int | None = None, scheduler: str = "active", pair_rule: str | None = None):
+                 seed: int | None = None, scheduler: str = "active", pair_rule: str = CRITERION):
         import random
 
         if rater is not None and not RATER.match(rater):

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from ..config import StageConfig
+from .schedule import CRITERIA, CRITERION, KINDS
 
 
 class RateConfig(StageConfig):
@@ -23,19 +24,13 @@ class RateConfig(StageConfig):
     planned: int = Field(200, ge=1, description="Votes each rater is asked for (the progress bar's target).")
     overlap: float = Field(0.25, ge=0, le=1, description="Share of comparisons drawn from messages another rater "
                                                          "judged (for kappa).")
-    scheduler: Literal["active", "uniform"] = Field("active", description="Which comparison comes next: 'active' (the vote "
+    scheduler: Literal[KINDS] = Field("active", description="Which comparison comes next: 'active' (the vote "
                                                     "expected to settle most of the ranking) or 'uniform' (every pair "
                                                     "equally often).")
-    pair_rule: Literal["settle", "flip", "overlap", "neighbours"] = Field(
-        "settle", description="The active scheduler's pair rule (rate/active.py): settle = the vote expected to add most "
+    pair_rule: Literal[CRITERIA] = Field(
+        CRITERION, description="The active scheduler's pair rule (rate/active.py): settle = the vote expected to add most "
                               "correctly ordered pairs (best in the simulations of docs/RESULTS.md); neighbours = "
                               "adjacent entries whose intervals overlap; flip/overlap = the first version's scores.")
-
-    @model_validator(mode="after")
-    def _rule_needs_active(self) -> "RateConfig":
-        if "pair_rule" in self.model_fields_set and self.scheduler != "active":
-            raise ValueError("--pair-rule chooses among the active scheduler's rules; it needs --scheduler active")
-        return self
     export_preferences: Path | None = Field(None, description="Write the decided votes as TRL preference pairs "
                                                               "(JSONL) and exit.")
     prompt_from: Path | None = Field(None, description="With --export-preferences: build prompts as this run does "
@@ -44,3 +39,9 @@ class RateConfig(StageConfig):
                                                   "{prompt, chosen, rejected} (A/B votes; DPO/ORPO/KTO); kto = "
                                                   "{prompt, completion, label} (flagged replies and losers "
                                                   "undesirable, winners desirable).")
+
+    @model_validator(mode="after")
+    def _rule_needs_active(self) -> "RateConfig":
+        if "pair_rule" in self.model_fields_set and self.scheduler != "active":
+            raise ValueError("--pair-rule chooses among the active scheduler's rules; it needs --scheduler active")
+        return self

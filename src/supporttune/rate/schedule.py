@@ -102,17 +102,20 @@ class Scheduler:
 
 
 KINDS = ("active", "uniform")
+# the active scheduler's pair rules (active.py): ranking_gains with the suite's comparisons; pair_scores (the first version)
+CRITERIA = ("settle", "flip", "overlap", "neighbours")
+CRITERION = "settle"
 
 
 def make_scheduler(kind: str, suite: SuiteReplies, store: Store, planned: int = 200, overlap: float = 0.25,
-                   rng: random.Random | None = None, pair_rule: str | None = None) -> Scheduler:
-    """The scheduler of that kind: ``active`` (uncertainty-driven, active.py; ``pair_rule``: its criterion, default
-    settle) or ``uniform`` (this file)."""
+                   rng: random.Random | None = None, pair_rule: str = CRITERION) -> Scheduler:
+    """The scheduler of that kind: ``active`` (uncertainty-driven, active.py; ``pair_rule``: its criterion) or
+    ``uniform`` (this file)."""
     if kind == "uniform":
         return Scheduler(suite, store, planned, overlap, rng)
     if kind == "active":
         # imported here, not at the top: active.py builds on Scheduler
         from supporttune.rate.active import ActiveScheduler
 
-        return ActiveScheduler(suite, store, planned, overlap, rng, **({"criterion": pair_rule} if pair_rule else {}))
+        return ActiveScheduler(suite, store, planned, overlap, rng, criterion=pair_rule)
     raise ValueError(f"scheduler '{kind}': choose one of {', '.join(KINDS)}")

@@ -29,10 +29,10 @@ import numpy as np
 from scipy.stats import kendalltau
 
 from ..metrics.scores import get as get_metric
-from .active import CRITERIA, CRITERION, ActiveScheduler
+from .active import ActiveScheduler
 from .prefs import SCORE, fit_strengths, laplace_cov, win_probabilities
 from .replies import SuiteReplies, load_replies
-from .schedule import KINDS, Scheduler
+from .schedule import CRITERIA, CRITERION, KINDS, Scheduler
 
 TARGET = 0.9
 TRUTHS = ("expected", "noiseless")

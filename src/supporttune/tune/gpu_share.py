@@ -45,15 +45,12 @@ def out_of_memory(error: BaseException) -> bool:
     return False
 
 
-def retry_alone(study, trial, out: Path, message: str) -> int:
-    """Mark ``trial`` interrupted (not counted), drop its checkpoints, and queue its parameters to run alone.
-
-    Returns the number the retry will get (the study's next trial)."""
+def retry_alone(study, trial, out: Path, message: str) -> None:
+    """Mark ``trial`` interrupted (not counted), drop its checkpoints, and queue its parameters to run alone."""
     trial.set_user_attr(OUT_OF_MEMORY, message)  # the report says why this one was interrupted
     mark_interrupted(study, trial.number)
     shutil.rmtree(trial_dir(out, trial.number) / rundir.CHECKPOINTS, ignore_errors=True)  # never resumed (as _recover)
     study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number, ALONE: True})
-    return len(study.get_trials(deepcopy=False)) - 1
 
 
 @contextmanager
