@@ -27,7 +27,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# The fast subset (no real model): 64-120 s on this 2-core machine (119.5 s for 711 tests at 04ed309, fresh clone). Two pytest-xdist workers, one test file
+# The fast subset (no real model): 64-120 s on this 2-core machine (101.8 s for 711 tests at 51d176a, fresh clone, idle). Two pytest-xdist workers, one test file
 # each at a time (session fixtures are built once per worker; module fixtures once): each worker runs torch on one
 # thread, so two use both cores (64-66 s vs 101 s in one process, load average ~1.5). It lists its slowest tests, to keep it fast.
 test-fast: $(STAMP)
